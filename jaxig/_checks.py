@@ -1,0 +1,92 @@
+"""Input validation shared by the entry functions: what can be known from shapes and dtypes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def leaf_name(path: tuple) -> str:
+    """Returns a readable name for a pytree leaf: ``x`` for a bare array, ``x['a'][0]`` inside a pytree."""
+    return "x" + jax.tree_util.keystr(path)
+
+
+def as_float_inputs(x: Any) -> tuple[Any, int]:
+    """Returns ``(x, B)`` with every leaf a JAX array of a float dtype sharing the leading batch size ``B``.
+
+    Raises:
+      TypeError: a leaf is not floating point (integer or boolean inputs have no gradient).
+      ValueError: ``x`` has no leaves, a leaf is a scalar, or leaves disagree on the batch size.
+    """
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(x)
+    if not leaves_with_path:
+        raise ValueError(f"x has no array leaves (got {x!r}); pass an array or a pytree of arrays")
+    leaves, batch = [], None
+    for path, leaf in leaves_with_path:
+        name = leaf_name(path)
+        leaf = leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise TypeError(
+                f"{name} has dtype {leaf.dtype}; integrated gradients needs float inputs because "
+                "it differentiates f with respect to them. For token ids or categorical codes, "
+                "attribute at the embedding layer: embed the ids first and pass f a function of the "
+                "(float) embeddings. For float data stored as integers, cast with x.astype(jnp.float32)."
+            )
+        if leaf.ndim == 0:
+            raise ValueError(
+                f"{name} is a scalar; inputs need a leading batch axis. "
+                "For a single example pass x[None] (shape (1, ...))."
+            )
+        if batch is None:
+            batch, first = leaf.shape[0], name
+        elif leaf.shape[0] != batch:
+            raise ValueError(
+                f"{name} has batch size {leaf.shape[0]} but {first} has {batch}; every leaf of x "
+                "needs the same leading batch axis"
+            )
+        leaves.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, leaves), int(batch)
+
+
+def check_output(out: Any, batch: int, what: str = "f(x)") -> None:
+    """Raises if ``out`` is not a float array of shape ``(B,)`` or ``(B, K)``."""
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise TypeError(f"{what} must return an array of shape (B,) or (B, K), got {type(out).__name__}")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"{what} returned dtype {out.dtype}; it must return float outputs (logits, probabilities "
+            "or regression values), not labels from argmax or a cast to int"
+        )
+    if out.ndim not in (1, 2) or out.shape[0] != batch:
+        raise ValueError(
+            f"{what} returned shape {tuple(out.shape)} for a batch of {batch}; it must return shape "
+            f"({batch},) or ({batch}, K): one output (or K outputs) per example. Reduce extra axes "
+            "inside f, or choose outputs with target=callable"
+        )
+
+
+def is_concrete(*trees: Any) -> bool:
+    """Returns True when no leaf of the trees is a tracer (we are not inside jit/vmap/grad of them)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for t in trees for leaf in jax.tree.leaves(t))
+
+
+def check_finite(attributions: Any) -> None:
+    """Raises ``ValueError`` naming the leaves with NaN or Inf attributions (concrete values only)."""
+    if not is_concrete(attributions):
+        raise TypeError(
+            "check_finite=True needs concrete values and cannot run under jax.jit, jax.vmap or "
+            "jax.grad; there, use jax.config.update('jax_debug_nans', True) instead"
+        )
+    bad = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(attributions)[0]:
+        n_bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
+        if n_bad:
+            bad.append(f"{leaf_name(path)}: {n_bad} of {np.size(leaf)} values")
+    if bad:
+        raise ValueError(
+            "attributions are not finite (" + "; ".join(bad) + "). Check that f, x and the baseline "
+            "are finite along the whole path (e.g. log or division by zero at the baseline)"
+        )

@@ -1,0 +1,194 @@
+"""The Integrated Gradients entry function: composes inputs, baseline, target, path and rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from . import _checks
+from ._accumulate import check_batch_size
+from ._baselines import resolve_baseline
+from ._paths import AbstractPath, StraightLine
+from ._rules import AbstractRule, GaussLegendre
+from ._targets import TargetSpec, check_target_fits, cotangents, index_valid, resolve_target, select
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """Everything that selects a compiled program; hashed as the jit cache key."""
+
+    f: Callable
+    target: TargetSpec
+    n_steps: int
+    multiply_by_inputs: bool
+    alpha_batch_size: int | None
+    return_delta: bool
+
+
+def integrated_gradients(
+    f: Callable[[Any], jax.Array],
+    x: Any,
+    baseline: Any = None,
+    *,
+    target: Any = None,
+    n_steps: int = 50,
+    rule: AbstractRule = GaussLegendre(),
+    path: AbstractPath = StraightLine(),
+    multiply_by_inputs: bool = True,
+    alpha_batch_size: int | None = None,
+    return_delta: bool = False,
+    check_finite: bool = False,
+) -> Any:
+    """Returns the Integrated Gradients of ``f`` at ``x``, a pytree shaped like ``x``.
+
+    For the straight path, feature ``i`` of example ``b`` gets
+
+        IG_i(x) = (x_i - x'_i) * integral_0^1 dF(x' + a (x - x')) / dx_i  da
+                ~ (x_i - x'_i) * sum_k w_k dF(x' + a_k (x - x')) / dx_i
+
+    with ``F`` the explained output, ``x'`` the baseline and ``(a_k, w_k)`` the rule's nodes and
+    weights. Along a general path ``gamma`` the summand is ``w_k * grad F(gamma(a_k)) * gamma'(a_k)``.
+    Sundararajan, Taly and Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
+
+    Args:
+      f: maps a batch to outputs of shape ``(B,)`` or ``(B, K)``. Examples must not interact
+        (no batch statistics), since one gradient of the summed outputs gives every example's gradient.
+        Pass the same ``f`` object on every call to reuse the compiled program: a new lambda per call
+        compiles anew.
+      x: a float array or a pytree of float arrays, each with the leading batch axis ``B``.
+      baseline: ``None`` (zeros), a scalar, or a pytree like ``x`` whose leaves have shape
+        ``x.shape``, ``(1,) + x.shape[1:]`` or ``x.shape[1:]``.
+      target: which output to explain. ``None`` when ``f`` returns ``(B,)`` or ``(B, 1)``; an int; an
+        int array ``(B,)`` (one output per example); a callable ``outputs -> (B,)`` (e.g. the sum of
+        a group of labels); or ``"all"`` to explain every one of the ``K`` outputs in one call, which
+        adds a leading ``K`` axis to the result (and to ``delta``).
+      n_steps: number of gradient evaluations (nodes of the rule).
+      rule: the quadrature rule, an :class:`AbstractRule` (default Gauss–Legendre).
+      path: the path from the baseline to ``x``, an :class:`AbstractPath` (default straight line).
+      multiply_by_inputs: ``False`` returns the path-averaged gradient ``sum_k w_k grad F(gamma(a_k))``
+        without the factor ``x - x'`` (innsight's ``times_input = FALSE``, Captum's
+        ``multiply_by_inputs=False``).
+      alpha_batch_size: evaluate at most this many alphas at once and accumulate, bounding memory
+        independently of ``n_steps``; the result equals the unchunked one up to rounding order.
+        ``None`` evaluates all alphas in one ``vmap``.
+      return_delta: also return ``delta`` of shape ``(B,)``: the sum of each example's attributions
+        minus ``F(x) - F(x')``, the completeness gap (zero for exact integration).
+      check_finite: raise ``ValueError`` if any attribution is NaN or Inf (outside ``jit`` only).
+        By default NaN/Inf propagate: a non-finite gradient anywhere on the path makes the affected
+        attributions non-finite, and an out-of-range target under tracing gives NaN attributions.
+
+    Returns:
+      The attributions (a pytree like ``x``, with a leading ``K`` axis for ``target="all"``), or
+      ``(attributions, delta)`` with ``return_delta=True``. Dtypes follow ``x`` (float64 inputs with
+      ``jax_enable_x64`` give float64 results).
+
+    Raises:
+      TypeError: ``f`` is not callable; integer or boolean inputs; a rule or path of the wrong type;
+        ``f`` returns non-float outputs; a target of unsupported type.
+      ValueError: baseline shape or structure not matching ``x``; ``n_steps`` below what the rule
+        needs; outputs not of shape ``(B,)``/``(B, K)``; several outputs and no target; a target index
+        negative or ``>= K``; a target array whose length is not ``B``; ``return_delta`` with
+        ``multiply_by_inputs=False``.
+
+    The computation is ``jax.jit``-compiled and cached on ``f``, the settings and the shapes and
+    dtypes of the inputs; it also runs under the caller's ``jax.jit``, ``jax.vmap`` and ``jax.grad``
+    (attributions are differentiable, e.g. with respect to parameters closed over by ``f``).
+    """
+    if not callable(f):
+        raise TypeError(f"f must be a callable mapping a batch to outputs, got {type(f).__name__}")
+    if not isinstance(rule, AbstractRule):
+        raise TypeError(
+            f"rule must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {rule!r}"
+        )
+    if not isinstance(path, AbstractPath):
+        raise TypeError(f"path must be an instance of jaxig.AbstractPath such as jaxig.StraightLine(), got {path!r}")
+    rule.check_steps(n_steps)
+    check_batch_size(alpha_batch_size)
+    if return_delta and not multiply_by_inputs:
+        raise ValueError(
+            "return_delta=True needs multiply_by_inputs=True: completeness holds for attributions, "
+            "not for the path-averaged gradient"
+        )
+    x, batch = _checks.as_float_inputs(x)
+    baseline = resolve_baseline(baseline, x)
+    spec, index = resolve_target(target, batch)
+    static = _Static(f, spec, int(n_steps), bool(multiply_by_inputs), alpha_batch_size, bool(return_delta))
+
+    if _hashable(static):
+        run = functools.partial(_ig_jit, static)
+    else:  # jit's cache needs a hashable key: compile this call without caching
+        run = jax.jit(functools.partial(_ig_impl, static))
+    attributions, delta, valid = run(x, baseline, index, rule, path)
+
+    if index is not None and _checks.is_concrete(valid) and not bool(jnp.all(valid)):
+        k = _n_outputs(f, x)
+        bad = sorted({int(i) for i in jnp.asarray(index)[~jnp.asarray(valid)]})
+        raise ValueError(
+            f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
+            f"output(s) per example; pass indices in [0, {k})"
+        )
+    if check_finite:
+        _checks.check_finite(attributions)
+    return (attributions, delta) if return_delta else attributions
+
+
+def _hashable(obj) -> bool:
+    try:
+        hash(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _n_outputs(f, x) -> int:
+    shape = jax.eval_shape(f, x).shape
+    return 1 if len(shape) == 1 else shape[1]
+
+
+def _ig_impl(static: _Static, x, baseline, index, rule: AbstractRule, path: AbstractPath):
+    f, spec = static.f, static.target
+    batch = jax.tree.leaves(x)[0].shape[0]
+    dtype = jnp.result_type(*jax.tree.leaves(x))
+
+    out_struct = jax.eval_shape(f, x)
+    _checks.check_output(out_struct, batch)
+    check_target_fits(spec, out_struct)
+
+    def gradient_at(point):
+        out, pullback = jax.vjp(f, point)
+        ct = cotangents(spec, out, index)
+        if spec.kind == "all":
+            return jax.vmap(pullback)(ct)[0]
+        return pullback(ct)[0]
+
+    # Along a straight line gamma' = x - x' is constant, so it multiplies once, after the sum.
+    per_alpha_tangent = static.multiply_by_inputs and not path.is_straight
+
+    def one_alpha(alpha):
+        if not per_alpha_tangent:
+            return gradient_at(path(alpha, x, baseline))
+        point, tangent = path.value_and_derivative(alpha, x, baseline)
+        return jax.tree.map(jnp.multiply, gradient_at(point), tangent)
+
+    total = rule.integrate(
+        jax.vmap(one_alpha), static.n_steps, dtype=dtype, alpha_batch_size=static.alpha_batch_size
+    )
+    if static.multiply_by_inputs and path.is_straight:
+        total = jax.tree.map(lambda g, xi, bi: g * (xi - bi), total, x, baseline)
+    total = jax.tree.map(lambda t, xi: t.astype(xi.dtype), total, x)
+
+    delta = None
+    if static.return_delta:
+        lead = 2 if spec.kind == "all" else 1
+        summed = sum(t.reshape(t.shape[:lead] + (-1,)).sum(-1) for t in jax.tree.leaves(total))
+        gap = select(spec, f(x), index) - select(spec, f(baseline), index)
+        delta = summed - gap
+    valid = None if index is None else index_valid(out_struct, index)
+    return total, delta, valid
+
+
+_ig_jit = jax.jit(_ig_impl, static_argnums=0)
