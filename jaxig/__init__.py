@@ -1,5 +1,6 @@
 """jaxig: Integrated Gradients in JAX, with pluggable quadrature rules and paths."""
 
+from ._aggregate import feature_attributions as feature_attributions
 from ._ig import integrated_gradients as integrated_gradients
 from ._paths import AbstractPath as AbstractPath
 from ._paths import StraightLine as StraightLine

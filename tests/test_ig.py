@@ -298,3 +298,31 @@ def test_nan_propagates_by_default_and_check_finite_raises():
     # finite results pass the check untouched
     ok = jaxig.integrated_gradients(linear, X, check_finite=True)
     np.testing.assert_allclose(ok, W * X, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- one number per feature
+
+
+def test_feature_attributions_of_lstm_shaped_inputs():
+    # f = sum_t c_t . x_t over (B, T, F): exact IG is c * x; per feature, signed sums over time.
+    c = jnp.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 1.0]])  # (T, F)
+    x = jnp.array([[[1.0, 1.0], [2.0, -1.0], [1.0, 1.0]], [[0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]])
+    attr, delta = jaxig.integrated_gradients(lambda z: jnp.sum(z * c, axis=(1, 2)), x, return_delta=True)
+    per_feature = jaxig.feature_attributions(attr)
+    np.testing.assert_allclose(per_feature, jnp.sum(c * x, axis=1), rtol=1e-6)
+    # signed per-feature sums keep completeness: they add up to f(x) - f(0)
+    np.testing.assert_allclose(per_feature.sum(1), jnp.sum(x * c, axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(jaxig.feature_attributions(attr, absolute=True), jnp.sum(jnp.abs(c * x), axis=1),
+                               rtol=1e-6)
+    np.testing.assert_allclose(jaxig.feature_attributions(attr, keep_batch=False), jnp.sum(c * x, axis=1).mean(0),
+                               rtol=1e-6)
+    # channels-first layouts: features on axis 1
+    np.testing.assert_allclose(jaxig.feature_attributions(jnp.swapaxes(attr, 1, 2), feature_axis=1), per_feature)
+
+
+@pytest.mark.parametrize("axis", [0, 3, -4])
+def test_feature_attributions_rejects_the_batch_axis_and_bad_axes(axis):
+    with pytest.raises(ValueError, match="must name a non-batch axis"):
+        jaxig.feature_attributions(jnp.ones((2, 3, 4)), feature_axis=axis)
+    with pytest.raises(ValueError, match="need a batch axis and a feature axis"):
+        jaxig.feature_attributions(jnp.ones(3))
