@@ -1,5 +1,7 @@
 """jaxig: Integrated Gradients in JAX, with pluggable quadrature rules and paths."""
 
+from . import axioms as axioms
+from . import datasets as datasets
 from ._aggregate import feature_attributions as feature_attributions
 from ._ig import integrated_gradients as integrated_gradients
 from ._paths import AbstractPath as AbstractPath
@@ -11,5 +13,12 @@ from ._rules import RiemannMidpoint as RiemannMidpoint
 from ._rules import RiemannRight as RiemannRight
 from ._rules import Simpson as Simpson
 from ._rules import Trapezoid as Trapezoid
+from .axioms import AxiomResult as AxiomResult
+from .axioms import check_completeness as check_completeness
+from .axioms import check_dummy as check_dummy
+from .axioms import check_implementation_invariance as check_implementation_invariance
+from .axioms import check_linearity as check_linearity
+from .axioms import check_sensitivity as check_sensitivity
+from .axioms import check_symmetry as check_symmetry
 
 __version__ = "0.1.0"
