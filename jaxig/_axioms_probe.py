@@ -11,27 +11,39 @@ from ._axioms_utils import select, tile_target, unflatten
 _ROWS_PER_CALL = 1 << 16  # rows of f evaluations per call when probing many features at once
 
 
+def _rng(key) -> np.random.Generator:
+    """Returns a NumPy generator seeded by the key's bits (deterministic in key; default key(0))."""
+    key = jax.random.key(0) if key is None else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.random.default_rng(np.asarray(key, np.uint32).ravel().tolist())
+
+
 def sample_points(flat_x, flat_b, key, n_path, n_random):
     """Returns points (n_path + n_random, B, D) on and near the straight path, and a label per point.
 
     Path points are b + alpha (x - b) for alpha = 0, ..., 1 (evenly spaced). Random points are path points
     at alpha ~ U(0, 1) plus Gaussian noise of standard deviation 0.5 * s per feature, where s is the
     example's root-mean-square |x - b| over features (1 where x == b), so they probe a tube around the path.
+    They are drawn in NumPy from a generator seeded by ``key`` (cheaper than compiling jax.random).
     """
     diff = flat_x - flat_b
-    alphas = jnp.linspace(0.0, 1.0, n_path)
+    alphas = np.linspace(0.0, 1.0, n_path)
     pts = [flat_b[None] + alphas[:, None, None] * diff[None]]
     labels = [f"alpha={float(a):.3g} on the straight path" for a in alphas]
     if n_random:
-        key = jax.random.key(0) if key is None else key
-        ka, kn = jax.random.split(key)
-        scale = jnp.sqrt(jnp.mean(diff**2, axis=1, keepdims=True))
-        scale = jnp.where(scale > 0, scale, 1.0)
-        a = jax.random.uniform(ka, (n_random, flat_x.shape[0], 1), dtype=flat_x.dtype)
-        noise = jax.random.normal(kn, (n_random,) + flat_x.shape, dtype=flat_x.dtype)
-        pts.append(flat_b[None] + a * diff[None] + 0.5 * scale[None] * noise)
+        rng = _rng(key)
+        a = rng.uniform(size=(n_random, flat_x.shape[0], 1))
+        noise = rng.normal(size=(n_random,) + flat_x.shape)
+        pts.append(flat_b[None] + a * diff[None] + 0.5 * _width(flat_x, flat_b)[None] * noise)
         labels += [f"random point {r} near the path" for r in range(n_random)]
-    return jnp.concatenate(pts, axis=0), labels
+    return np.concatenate(pts, axis=0).astype(flat_x.dtype), labels
+
+
+def _width(flat_x, flat_b):
+    """Returns each example's RMS |x - b| over features as (B, 1), 1 where x == b."""
+    s = np.sqrt(np.mean((flat_x.astype(np.float64) - flat_b) ** 2, axis=1, keepdims=True))
+    return np.where(s > 0, s, 1.0)
 
 
 def dummy_mask(dummies, spec, K) -> np.ndarray:
@@ -72,28 +84,32 @@ def detect_dummies(f, flat_x, flat_b, spec, target, key, n_points, dependence_rt
     def sel(p):
         return select(f(unflatten(p, spec)), t_big, n * B)
 
-    out, vjp = jax.vjp(sel, P)
-    K = out.shape[0]
-    width = jnp.tile(jnp.sqrt(jnp.mean((flat_x - flat_b) ** 2, axis=1, keepdims=True)), (n, 1))
-    width = jnp.where(width > 0, width, 1.0)
-    tau = dependence_rtol * np.maximum(np.max(np.abs(np.asarray(out)), axis=1), scale_out)  # (K,)
+    K = jax.eval_shape(sel, P).shape[0]
+
+    @jax.jit
+    def outputs_and_gradients(p):
+        out, vjp = jax.vjp(sel, p)
+        return out, jax.vmap(vjp)(jnp.broadcast_to(jnp.eye(K, dtype=out.dtype)[:, :, None], (K,) + out.shape))[0]
+
+    out, grads = (np.asarray(a, np.float64) for a in outputs_and_gradients(P))  # (K, nB), (K, nB, D)
+    width = np.tile(_width(flat_x, flat_b), (n, 1))
+    tau = dependence_rtol * np.maximum(np.max(np.abs(out), axis=1), scale_out)  # (K,)
     # (K, D): the largest first-order output change per feature over all probe points
-    grad_dep = np.stack(
-        [np.max(np.abs(np.asarray(vjp(jnp.zeros_like(out).at[k].set(1.0))[0] * width)), axis=0) for k in range(K)]
-    )
+    grad_dep = np.max(np.abs(grads) * width, axis=1)
     mask = grad_dep <= tau[:, None]
     # Zero gradient everywhere sampled is not enough (step functions have zero gradient a.e.), so every
     # candidate is also replaced by its value at another sampled point of the same example.
     cand = np.nonzero(mask.any(axis=0))[0]
-    rolled = jnp.roll(P, B, axis=0)
-    base_out = np.asarray(out)
+    rolled = np.roll(P, B, axis=0)
+    # compare like with like: f evaluated the same (eager) way as on the replaced points below
+    base_out = np.asarray(select(f(unflatten(P, spec)), t_big, n * B), np.float64)
     per_call = max(1, _ROWS_PER_CALL // (n * B))
     for start in range(0, cand.size, per_call):
         chunk = cand[start:start + per_call]
-        rep = jnp.tile(P, (chunk.size, 1))
+        rep = np.tile(P, (chunk.size, 1))
         rows = np.arange(chunk.size * n * B)
         cols = np.repeat(chunk, n * B)
-        rep = rep.at[rows, cols].set(jnp.tile(rolled, (chunk.size, 1))[rows, cols])
+        rep[rows, cols] = np.tile(rolled, (chunk.size, 1))[rows, cols]
         o = np.asarray(select(f(unflatten(rep, spec)), tile_target(target, n * chunk.size), rows.size))
         change = np.abs(o - np.tile(base_out, (1, chunk.size))).reshape(K, chunk.size, n * B).max(axis=2)
         mask[:, chunk] &= change <= tau[:, None]

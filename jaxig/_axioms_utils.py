@@ -110,12 +110,16 @@ class FlatSpec:
         raise IndexError(d)
 
 
-def flatten(x: Any, what: str = "x") -> tuple[jax.Array, FlatSpec]:
-    """Returns x as a (B, D) array (leaves raveled per example and concatenated) and its layout."""
+def flatten(x: Any, what: str = "x") -> tuple[np.ndarray, FlatSpec]:
+    """Returns x as a NumPy (B, D) array (leaves raveled per example and concatenated) and its layout.
+
+    NumPy, not jnp: the checks only rearrange entries, and eager jnp ops would compile one XLA kernel per
+    new shape.
+    """
     pairs, treedef = jax.tree_util.tree_flatten_with_path(x)
     if not pairs:
         raise ValueError(f"{what} has no array leaves; pass an array or a pytree of arrays")
-    leaves = [jnp.asarray(leaf) for _, leaf in pairs]
+    leaves = [np.asarray(leaf) for _, leaf in pairs]
     for (path, _), leaf in zip(pairs, leaves):
         if leaf.ndim == 0:
             raise ValueError(
@@ -126,8 +130,8 @@ def flatten(x: Any, what: str = "x") -> tuple[jax.Array, FlatSpec]:
     batch = leaves[0].shape[0]
     if any(leaf.shape[0] != batch for leaf in leaves):
         raise ValueError(f"{what} leaves disagree on the batch size: {[leaf.shape for leaf in leaves]}")
-    dtype = jnp.result_type(*leaves)
-    flat = jnp.concatenate([leaf.reshape(batch, -1).astype(dtype) for leaf in leaves], axis=1)
+    dtype = np.result_type(*leaves)
+    flat = np.concatenate([leaf.reshape(batch, -1).astype(dtype) for leaf in leaves], axis=1)
     spec = FlatSpec(
         treedef=treedef,
         shapes=tuple(leaf.shape[1:] for leaf in leaves),
@@ -138,12 +142,14 @@ def flatten(x: Any, what: str = "x") -> tuple[jax.Array, FlatSpec]:
     return flat, spec
 
 
-def unflatten(flat: jax.Array, spec: FlatSpec) -> Any:
-    """Returns the pytree with spec's layout whose features are the columns of flat (N, D)."""
+def unflatten(flat: Any, spec: FlatSpec) -> Any:
+    """Returns the pytree of jax arrays with spec's layout whose features are the columns of flat (N, D)."""
+    xp = np if isinstance(flat, np.ndarray) else jnp
     n = flat.shape[0]
     cuts = np.cumsum(spec.sizes)[:-1]
-    parts = jnp.split(flat, cuts, axis=1)
-    leaves = [p.reshape((n,) + s).astype(dt) for p, s, dt in zip(parts, spec.shapes, spec.dtypes)]
+    parts = xp.split(flat, cuts, axis=1)
+    # jax arrays either way: user functions may rely on jax-only methods such as x.at[...]
+    leaves = [jnp.asarray(p.reshape((n,) + s).astype(dt)) for p, s, dt in zip(parts, spec.shapes, spec.dtypes)]
     return jax.tree_util.tree_unflatten(spec.treedef, leaves)
 
 
@@ -182,7 +188,7 @@ def tile_target(target: Any, reps: int) -> Any:
     """Returns the target for a batch made of `reps` copies of the original (row r <-> example r % B)."""
     if target is None or callable(target) or is_all(target) or np.ndim(target) == 0:
         return target
-    return jnp.tile(jnp.asarray(target), reps)
+    return np.tile(np.asarray(target), reps)
 
 
 def select(out: Any, target: Any, n: int) -> jax.Array:
@@ -224,8 +230,8 @@ def call_method(method: Callable, f: Callable, x: Any, baseline: Any, target: An
 def method_flat(
     method: Callable,
     f: Callable,
-    flat_x: jax.Array,
-    flat_b: jax.Array,
+    flat_x: np.ndarray,
+    flat_b: np.ndarray,
     spec: FlatSpec,
     target: Any,
     batch_size: int | None,
@@ -240,7 +246,7 @@ def method_flat(
         stop = min(start + step, n)
         t = target
         if target is not None and not callable(target) and not is_all(target) and np.ndim(target) == 1:
-            t = jnp.asarray(target)[start:stop]
+            t = np.asarray(target)[start:stop]
         attr = call_method(method, f, unflatten(flat_x[start:stop], spec), unflatten(flat_b[start:stop], spec), t)
         chunks.append(flatten_attr(attr, spec, target, stop - start))
     return np.concatenate(chunks, axis=1)

@@ -163,8 +163,9 @@ def check_sensitivity(
     nd = feats.size
     rows = np.arange(nd * B)
     cols = np.repeat(feats, B)
-    base = jnp.tile(flat_b, (nd, 1))
-    mod = base.at[rows, cols].set(flat_x[np.tile(np.arange(B), nd), cols])
+    base = np.tile(flat_b, (nd, 1))
+    mod = base.copy()
+    mod[rows, cols] = flat_x[np.tile(np.arange(B), nd), cols]
     t_big = tile_target(target, nd)
     delta = _outputs(f, unflatten(mod, spec), t_big, nd * B) - np.tile(
         _outputs(f, b_tree, target, B), (1, nd)
@@ -409,7 +410,7 @@ def check_symmetry(
         raise ValueError(f"i and j both name feature {spec.name(i)}; pass two different features")
     names = f"{spec.name(i)} and {spec.name(j)}"
     for arr, what in ((flat_x, "x"), (flat_b, "baseline")):
-        bad = np.nonzero(np.asarray(arr[:, i] != arr[:, j]))[0]
+        bad = np.nonzero(arr[:, i] != arr[:, j])[0]
         if bad.size:
             raise ValueError(
                 f"{what} differs between features {names} at examples {bad[:8].tolist()}; symmetry only "
@@ -418,7 +419,8 @@ def check_symmetry(
     pts, labels = sample_points(flat_x, flat_b, key, 2, max(n_points, 1))
     n = pts.shape[0]
     P = pts.reshape(n * B, D)
-    Ps = P.at[:, i].set(P[:, j]).at[:, j].set(P[:, i])
+    Ps = P.copy()
+    Ps[:, [i, j]] = P[:, [j, i]]
     o = np.asarray(f(unflatten(P, spec)), np.float64).reshape(n, B, -1)
     os_ = np.asarray(f(unflatten(Ps, spec)), np.float64).reshape(n, B, -1)
     gap = np.abs(o - os_) - (symmetry_atol + symmetry_rtol * np.abs(o))

@@ -134,6 +134,17 @@ def test_pytree_inputs():
     assert not bad.passed and "feature x['b'][:, 0, 1]" in bad.report()
 
 
+def test_functions_receive_jax_arrays():
+    """Probe inputs are built in NumPy but must reach f as jax arrays (f may use x.at[...])."""
+    f = lambda x: smooth3(x.at[:, 3].set(0.0))[:, 0]
+    g = lambda x: smooth3(x.at[:, 0].set(1.0))[:, 0]
+    axioms.check_dummy(IG, f, X).raise_if_failed()
+    axioms.check_sensitivity(IG, f, X).raise_if_failed()
+    axioms.check_implementation_invariance(IG, f, lambda x: f(x * 1.0), X).raise_if_failed()
+    with pytest.raises(ValueError, match="not functionally equivalent"):
+        axioms.check_implementation_invariance(IG, f, g, X)
+
+
 # ---- sensitivity
 
 
