@@ -1,0 +1,193 @@
+"""Evaluate a function from its jaxpr and return the quantities whose sign switches its linear piece.
+
+A function built from affine maps and ``max``/``min``/``abs``/``clamp``/comparisons/``select``,
+``reduce_max`` and max-pooling is piecewise linear. Along a straight line ``p(a) = b + a d`` every
+intermediate value is piecewise affine in ``a``, and the linear piece changes only where one of the
+*switch quantities* crosses zero:
+
+    max(u, v), min(u, v), u < v, ...   ->  u - v
+    abs(u), sign(u)                    ->  u
+    clamp(lo, u, hi)                   ->  u - lo, u - hi
+    reduce_max(u), argmax(u)           ->  u - max(u)   (broadcast; zero for the current maximum)
+    reduce_window_max(u) (max-pool)    ->  u[window offset] - pooled, for every offset
+
+:func:`eval_with_switches` evaluates the jaxpr equation by equation, tracks which values depend on
+the input (affine), depend on it only through switch decisions (piecewise constant) or not at all,
+and raises ``TypeError`` naming the first primitive that makes the function non-linear in the
+input (``tanh``, ``exp``, a product of two input-dependent values, ...).
+
+Reference: Sotoudeh and Thakur, "Computing Linear Restrictions of Neural Networks", NeurIPS 2019
+(ExactLine).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend import core as jex_core
+
+__all__ = ["eval_with_switches"]
+
+_CONST, _PWC, _AFF = 0, 1, 2  # constant, piecewise constant, piecewise affine in the input
+
+_LINEAR = frozenset({
+    "add", "add_any", "sub", "neg", "reshape", "transpose", "broadcast_in_dim", "squeeze",
+    "expand_dims", "slice", "pad", "concatenate", "rev", "copy", "copy_p", "reduce_sum", "cumsum",
+    "reduce_precision", "real", "reduce_window_sum", "sharding_constraint", "optimization_barrier",
+    "select_and_gather_add",
+})
+_BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated"})
+# primitive -> operand positions that must not be affine in the input
+_IF_NOT_AFFINE = {
+    "div": lambda n: (1,),
+    "dynamic_slice": lambda n: tuple(range(1, n)),
+    "dynamic_update_slice": lambda n: tuple(range(2, n)),
+    "gather": lambda n: (1,),
+    "scatter-add": lambda n: (1,),
+    "scatter_add": lambda n: (1,),
+    "scatter": lambda n: (1,),
+}
+_COMPARE = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})
+_PAIR_SWITCH = frozenset({"max", "min"})
+_CALLS = {  # call-like primitives whose body is evaluated in place: name -> param holding the body
+    "jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
+    "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr",
+    "custom_vjp_call_jaxpr": "fun_jaxpr", "remat": "jaxpr", "remat2": "jaxpr", "checkpoint": "jaxpr",
+}
+
+
+def _is_float(aval) -> bool:
+    return np.issubdtype(np.dtype(aval.dtype), np.inexact)
+
+
+def _not_pwl(name: str, why: str) -> TypeError:
+    return TypeError(
+        f"exact_integrated_gradients needs f to be piecewise linear in its input, but f applies "
+        f"'{name}' to an input-dependent value ({why}). Exact IG supports affine layers, "
+        "convolutions, relu/leaky_relu/abs/max/min/clip/hard_tanh, where/select and max-pooling; "
+        "for other functions use jaxig.adaptive_integrated_gradients or jaxig.integrated_gradients"
+    )
+
+
+def _window_switches(u, pooled, params, sign):
+    """Returns ``sign * (u[offset-th element of each window] - pooled)`` for every window offset."""
+    if any(d != 1 for d in params["base_dilation"]) or any(d != 1 for d in params["window_dilation"]):
+        raise _not_pwl("reduce_window with dilation", "dilated pooling is not supported")
+    fill = jnp.array(-jnp.inf if sign > 0 else jnp.inf, u.dtype)
+    padded = lax.pad(u, fill, [(lo, hi, 0) for lo, hi in params["padding"]])
+    strides = params["window_strides"]
+    out = []
+    for off in itertools.product(*[range(w) for w in params["window_dimensions"]]):
+        limit = [o + (n - 1) * s + 1 for o, n, s in zip(off, pooled.shape, strides)]
+        out.append(sign * (lax.slice(padded, off, limit, strides) - pooled))
+    return out
+
+
+def _switches(name, params, vals, kinds, outs):
+    """Returns the switch quantities of one equation whose operands include an affine value."""
+    if name in _PAIR_SWITCH or name in _COMPARE:
+        a, b = vals
+        return [a - b] if _AFF in kinds else []
+    if name in ("abs", "sign"):
+        return [vals[0]]
+    if name == "clamp":
+        lo, u, hi = vals
+        return [u - lo, u - hi]
+    if name in ("reduce_max", "argmax", "reduce_min", "argmin"):
+        u = vals[0]
+        axes = params["axes"]
+        ext = jnp.max(u, axis=axes, keepdims=True) if name in ("reduce_max", "argmax") else \
+            jnp.min(u, axis=axes, keepdims=True)
+        return [u - ext]
+    if name in ("reduce_window_max", "reduce_window_min"):
+        return _window_switches(vals[0], outs[0], params, 1 if name.endswith("max") else -1)
+    raise AssertionError(name)
+
+
+_SWITCH_AFF = frozenset({"max", "min", "abs", "clamp", "reduce_max", "reduce_min",
+                         "reduce_window_max", "reduce_window_min"})
+_SWITCH_PWC = frozenset(_COMPARE | {"sign", "argmax", "argmin"})
+
+
+def _classify(name, params, kinds, eqn) -> int:
+    """Returns the kind of the equation's outputs, or raises if it breaks piecewise linearity."""
+    if all(k == _CONST for k in kinds):
+        return _CONST
+    if _AFF not in kinds:  # depends on the input only through switch decisions
+        return _PWC
+    if name in _LINEAR or name in _SWITCH_AFF:
+        return _AFF
+    if name in _SWITCH_PWC:
+        return _PWC
+    if name == "select_n":
+        return _AFF if _AFF in kinds[1:] else _PWC
+    if name == "convert_element_type":
+        if not _is_float(eqn.outvars[0].aval):
+            raise _not_pwl(name, "rounding a float to an integer is discontinuous")
+        return _AFF
+    if name in _BILINEAR:
+        if kinds.count(_AFF) > 1:
+            raise _not_pwl(name, "a product of two input-dependent values is not linear")
+        return _AFF
+    if name in _IF_NOT_AFFINE:
+        if any(kinds[i] == _AFF for i in _IF_NOT_AFFINE[name](len(kinds))):
+            raise _not_pwl(name, "its divisor or index depends on the input")
+        return _AFF
+    if name == "integer_pow" and params.get("y") == 1:
+        return _AFF
+    if name in ("while", "scan", "cond"):
+        raise _not_pwl(name, "control flow on input-dependent values is not supported")
+    raise _not_pwl(name, "it is not piecewise linear")
+
+
+def _eval(jaxpr, consts, args, arg_kinds, switches):
+    env: dict[Any, tuple[Any, int]] = {}
+
+    def read(v):
+        if isinstance(v, jex_core.Literal):
+            return v.val, _CONST
+        return env[v]
+
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v] = (c, _CONST)
+    for v, a, k in zip(jaxpr.invars, args, arg_kinds):
+        env[v] = (a, k)
+    for eqn in jaxpr.eqns:
+        vals, kinds = zip(*(read(v) for v in eqn.invars)) if eqn.invars else ((), ())
+        vals, kinds = list(vals), list(kinds)
+        name = eqn.primitive.name
+        if name in _CALLS:
+            body = eqn.params[_CALLS[name]]
+            sub_consts = ()
+            if isinstance(body, jex_core.ClosedJaxpr):
+                body, sub_consts = body.jaxpr, body.consts
+            outs = _eval(body, sub_consts, vals, kinds, switches)
+        else:
+            kind = _classify(name, eqn.params, kinds, eqn)
+            outs = eqn.primitive.bind(*vals, **eqn.primitive.get_bind_params(eqn.params))
+            outs = list(outs) if eqn.primitive.multiple_results else [outs]
+            if kind != _CONST and _AFF in kinds and (name in _SWITCH_AFF or name in _SWITCH_PWC):
+                switches.extend(_switches(name, eqn.params, vals, kinds, outs))
+            outs = [(o, kind) for o in outs]
+        for v, o in zip(eqn.outvars, outs):
+            env[v] = o
+    return [read(v) for v in jaxpr.outvars]
+
+
+def eval_with_switches(closed: jex_core.ClosedJaxpr, *args) -> tuple[list, list]:
+    """Returns ``(outputs, switches)``: the jaxpr's outputs and its switch quantities at ``args``.
+
+    Every argument is treated as input-dependent. The linear piece of the function is constant on
+    any set where no switch quantity changes sign.
+
+    Raises:
+      TypeError: an equation is not piecewise linear in the input (naming the primitive).
+    """
+    switches: list = []
+    outs = _eval(closed.jaxpr, closed.consts, list(args), [_AFF] * len(args), switches)
+    return [o for o, _ in outs], switches
