@@ -3,6 +3,8 @@
 from . import axioms as axioms
 from . import datasets as datasets
 from ._aggregate import feature_attributions as feature_attributions
+from ._exact import ExactInfo as ExactInfo
+from ._exact import exact_integrated_gradients as exact_integrated_gradients
 from ._ig import integrated_gradients as integrated_gradients
 from ._paths import AbstractPath as AbstractPath
 from ._paths import StraightLine as StraightLine
