@@ -179,12 +179,17 @@ def main(argv=None):
     f_mask = functools.partial(lambda x: f(x.at[:, noise].set(0.0)))
     f_sat = functools.partial(lambda x: 0.5 - jax.nn.relu(0.5 - f(x)))  # min(f, 0.5): flat above 0.5
     f_eq = functools.partial(apply, model, equivalent_params(params, ke))
-    f_lin = functools.partial(lambda x: x @ coefs)
+    f_sq = functools.partial(lambda x: jnp.sum(x**2, axis=1))  # unlike f, so a nonlinear method shows
+    # On a ReLU net the completeness gap shrinks only ~1/n_steps (kinks), and examples with f(x) ~ f(x')
+    # make a purely relative tolerance unattainable, so completeness also gets an absolute tolerance of
+    # 0.1% of the typical output change.
+    atol_c = float(1e-3 * np.mean(dfx))
     f_sym = functools.partial(lambda x: 0.5 * (f(x) + f(x.at[:, 0].set(x[:, 1]).at[:, 1].set(x[:, 0]))))
     Xs = Xt[:n_sens]
     Xsym = Xt.at[:, 1].set(Xt[:, 0])
     checks = [
-        ("completeness", "f", lambda m: axioms.check_completeness(m, f, Xt), ig, bad["scaled"], "0.9 * IG"),
+        ("completeness", "f", lambda m: axioms.check_completeness(m, f, Xt, atol=atol_c), ig, bad["scaled"],
+         "0.9 * IG"),
         ("sensitivity", "f", lambda m: axioms.check_sensitivity(m, f, Xs), ig, None, None),
         ("sensitivity", "min(f, 0.5)", lambda m: axioms.check_sensitivity(m, f_sat, Xs), ig, bad["gradient"],
          "gradient"),
@@ -193,7 +198,7 @@ def main(argv=None):
         ("implementation invariance", "f vs permuted+rescaled f",
          lambda m: axioms.check_implementation_invariance(m, f, f_eq, Xt), ig, bad["weights"],
          "|W1| * (x - x')"),
-        ("linearity", "2 f - coefs.x", lambda m: axioms.check_linearity(m, f, f_lin, Xt), ig, bad["normalised"],
+        ("linearity", "2 f - |x|^2", lambda m: axioms.check_linearity(m, f, f_sq, Xt), ig, bad["normalised"],
          "IG / sum|IG|"),
         ("symmetry", "f symmetrised in x0, x1", lambda m: axioms.check_symmetry(m, f_sym, Xsym, i=0, j=1), ig,
          bad["sequential"], "sequential occlusion"),
@@ -269,7 +274,7 @@ def main(argv=None):
     runtime = time.perf_counter() - t0
     summary = {
         "quick": quick, "seed": args.seed, "n_train": n_train, "train_steps": steps, "n_test": n_test,
-        "n_steps": n_steps, "n_steps_checks": n_check, "model_test_r2": fit_r2, "final_train_loss": float(losses[-100:].mean()),
+        "n_steps": n_steps, "n_steps_checks": n_check, "completeness_atol": atol_c, "model_test_r2": fit_r2, "final_train_loss": float(losses[-100:].mean()),
         "recovery": recovery, "checks": rows, "all_checks_as_expected": all(r["as_expected"] for r in rows),
         "train_seconds": t_train, "runtime_seconds": runtime, "jax": jax.__version__,
         "backend": jax.default_backend(),
@@ -285,6 +290,7 @@ def main(argv=None):
               f"{r['noise_mean_abs_attr']:>15.3g}{r['signal_mean_abs_attr']:>16.3g}{r['completeness_max_abs_gap']:>12.3g}"
               f"{r['completeness_pass_fraction']:>13.0%}")
     print(f"\n(b, c) axiom checks (IG with n_steps={n_check}): IG must pass, planted defects must fail")
+    print(f"  (completeness: rtol=1%, atol={atol_c:.3g} = 0.1% of the mean |f(x) - f(0)|; other checks: defaults)")
     print("  (worst = the example nearest to or furthest past its tolerance; failed = examples failing)")
     print(f"{'axiom':<27}{'function':<26}{'method':<24}{'result':<8}{'worst':>10}{'its tol':>10}{'failed':>9}  expected?")
     for r in rows:
