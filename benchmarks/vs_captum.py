@@ -1,0 +1,348 @@
+"""Times jaxig against Captum and a hand-written PyTorch loop on the same models, weights and inputs.
+
+For each workload (see ``_workloads.py``) it runs
+
+- Captum ``IntegratedGradients(model).attribute(..., method="gausslegendre")``;
+- the plain PyTorch loop a user writes by hand: per alpha one forward pass and one
+  ``torch.autograd.grad`` of the whole batch, weighted by the Gauss-Legendre weights;
+- ``jaxig.integrated_gradients(f, x, target=..., n_steps=..., rule=GaussLegendre())`` exactly as a
+  user calls it (no ``jit`` of the harness around it),
+
+checks that the three agree, and prints the median time of each after a warm-up (calls interleaved,
+so the ratios come from the same stretch of machine load), jaxig's first-call (compile) time, whether
+a second call with new values of the same shapes recompiles, the max relative disagreement
+``max|a - b| / max|b|``, the peak memory of each (a fresh subprocess per measurement, VmHWM minus
+VmRSS after a warm-up call; the peak is reset through ``/proc/self/clear_refs``), for the MLPs the
+fraction of the machine's float32 matmul peak (measured in the same run with a large ``jnp.dot``),
+and for ``lstm_ts`` the peak memory of ``alpha_batch_size`` chunking at 50 and 1,000 steps.
+
+Usage: ``python benchmarks/vs_captum.py [--quick] [--workloads a,b] [--out DIR]``.
+Needs the ``[compare]`` extra (torch CPU, captum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import torch
+    from captum.attr import IntegratedGradients
+except ImportError as err:  # pragma: no cover - depends on the environment
+    sys.exit(
+        f"benchmarks/vs_captum.py needs torch and captum ({err}); install the compare extra: "
+        "pip install 'jaxig[compare]' (or: pip install torch --index-url "
+        "https://download.pytorch.org/whl/cpu && pip install captum)"
+    )
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # jaxig from the checkout unless installed
+import jaxig  # noqa: E402
+from _workloads import WORKLOADS, build  # noqa: E402
+
+TOLERANCE = {"cnn32": 2e-3}  # convolutions round differently in XLA and oneDNN
+DEFAULT_TOLERANCE = 1e-4
+METHODS = ("captum", "loop", "jaxig")
+
+
+# --- the three implementations ------------------------------------------------------------------
+
+def gl_table(n):
+    t, v = np.polynomial.legendre.leggauss(n)
+    return (t + 1.0) / 2.0, v / 2.0
+
+
+def make_runner(method, w, *, n_steps=None, alpha_batch_size=None):
+    """Returns a no-argument function computing the attributions of workload ``w`` with ``method``."""
+    n = n_steps or w.n_steps
+    if method == "captum":
+        ig = IntegratedGradients(w.torch_model)
+        x, b = torch.from_numpy(w.x), torch.zeros_like(torch.from_numpy(w.x))
+        return lambda: ig.attribute(x, baselines=b, target=w.target, n_steps=n,
+                                    method="gausslegendre").numpy()
+    if method == "loop":
+        alphas, weights = gl_table(n)
+        x, b = torch.from_numpy(w.x), torch.zeros_like(torch.from_numpy(w.x))
+
+        def loop():
+            total = torch.zeros_like(x)
+            for a, wk in zip(alphas.tolist(), weights.tolist()):
+                point = (b + a * (x - b)).requires_grad_(True)
+                out = w.torch_model(point)[:, w.target]
+                (grad,) = torch.autograd.grad(out.sum(), point)
+                total += wk * grad
+            return ((x - b) * total).numpy()
+
+        return loop
+    if method == "jaxig":
+        x = jnp.asarray(w.x)
+
+        def run(values=x):
+            out = jaxig.integrated_gradients(w.jax_fn, values, target=w.target, n_steps=n,
+                                             rule=jaxig.GaussLegendre(),
+                                             alpha_batch_size=alpha_batch_size)
+            return np.asarray(jax.block_until_ready(out))
+
+        return run
+    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+# --- measurements -------------------------------------------------------------------------------
+
+class CompileCounter:
+    """Counts XLA backend compilations (jax.monitoring events) while it is active."""
+
+    def __init__(self):
+        self.count, self.seconds, self.active = 0, 0.0, False
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event, duration, **kwargs):
+        if self.active and event == "/jax/core/compile/backend_compile_duration":
+            self.count += 1
+            self.seconds += duration
+
+    def __enter__(self):
+        self.count, self.seconds, self.active = 0, 0.0, True
+        return self
+
+    def __exit__(self, *exc):
+        self.active = False
+
+
+def matmul_peak_gflops(n=2048, repeats=5):
+    """Returns XLA's float32 matmul rate in GFLOP/s on an n x n product (median of repeats)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dot(a, a).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+def max_rel_diff(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def _status_kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(spec):
+    """In a fresh process: warm up once, reset the RSS peak, run once; prints MiB used above RSS."""
+    torch.set_num_threads(int(spec["threads"]))
+    w = build(spec["workload"])
+    run = make_runner(spec["method"], w, n_steps=spec["n_steps"],
+                      alpha_batch_size=spec["alpha_batch_size"])
+    run()  # compiles (jaxig) and warms allocators
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # resets VmHWM to the current RSS
+    before = _status_kib("VmRSS")
+    run()
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - before) / 1024,
+                      "hwm_mib": _status_kib("VmHWM") / 1024}))
+
+
+def peak_memory(workload, method, *, n_steps=None, alpha_batch_size=None, threads=2):
+    """Returns the extra peak RSS (MiB) of one call, measured in a subprocess, or None on failure."""
+    spec = {"workload": workload, "method": method, "n_steps": n_steps,
+            "alpha_batch_size": alpha_batch_size, "threads": threads}
+    proc = subprocess.run([sys.executable, __file__, "--_memory", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        print(f"  memory measurement {spec} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def bench_workload(name, repeats, peak_gflops, memory):
+    w = build(name)
+    runners = {m: make_runner(m, w) for m in METHODS}
+    row = {"workload": name, "n_steps": w.n_steps, "batch": int(w.x.shape[0])}
+
+    counter = CompileCounter()
+    with counter:
+        t0 = time.perf_counter()
+        results = {"jaxig": runners["jaxig"]()}
+        row["jaxig_first_call_s"] = time.perf_counter() - t0
+    row["jaxig_compiles_first_call"] = counter.count
+    row["jaxig_xla_compile_s"] = counter.seconds
+    results["captum"] = runners["captum"]()
+    results["loop"] = runners["loop"]()
+
+    # A second call with new values of the same shapes must reuse the compiled program.
+    other = jnp.asarray(w.x) + 0.25
+    with counter:
+        t0 = time.perf_counter()
+        runners["jaxig"](other)
+        row["jaxig_second_call_s"] = time.perf_counter() - t0
+    row["jaxig_recompiles_new_values"] = counter.count
+
+    times = {m: [] for m in METHODS}
+    for _ in range(repeats):
+        for m in METHODS:
+            t0 = time.perf_counter()
+            runners[m]()
+            times[m].append(time.perf_counter() - t0)
+    for m in METHODS:
+        row[f"{m}_ms"] = 1e3 * statistics.median(times[m])
+    row["captum_over_jaxig"] = row["captum_ms"] / row["jaxig_ms"]
+    row["loop_over_jaxig"] = row["loop_ms"] / row["jaxig_ms"]
+    row["loop_over_captum"] = row["loop_ms"] / row["captum_ms"]
+
+    row["rel_diff_jaxig_captum"] = max_rel_diff(results["jaxig"], results["captum"])
+    row["rel_diff_loop_captum"] = max_rel_diff(results["loop"], results["captum"])
+    row["tolerance"] = TOLERANCE.get(name, DEFAULT_TOLERANCE)
+    row["agrees"] = row["rel_diff_jaxig_captum"] <= row["tolerance"]
+
+    if w.fwd_flops_per_example:
+        flops = 2.0 * w.fwd_flops_per_example * w.x.shape[0] * w.n_steps
+        row["jaxig_gflops"] = flops / (row["jaxig_ms"] / 1e3) / 1e9
+        row["fraction_of_peak"] = row["jaxig_gflops"] / peak_gflops
+
+    if memory:
+        for m in METHODS:
+            row[f"{m}_peak_mib"] = peak_memory(name, m)
+    return row
+
+
+def memory_flatness(repeats_unused=None, chunk=10):
+    """lstm_ts: peak memory and result of alpha_batch_size chunking at 50 and 1,000 steps."""
+    w = build("lstm_ts")
+    out = {"workload": "lstm_ts", "alpha_batch_size": chunk}
+    out["peak_mib_50_unchunked"] = peak_memory("lstm_ts", "jaxig", n_steps=50)
+    out["peak_mib_50_chunked"] = peak_memory("lstm_ts", "jaxig", n_steps=50, alpha_batch_size=chunk)
+    out["peak_mib_1000_chunked"] = peak_memory("lstm_ts", "jaxig", n_steps=1000,
+                                               alpha_batch_size=chunk)
+    base = out["peak_mib_50_unchunked"]
+    if base and out["peak_mib_1000_chunked"]:
+        out["ratio_1000_chunked_over_50"] = out["peak_mib_1000_chunked"] / base
+    full50 = make_runner("jaxig", w, n_steps=50)()
+    chunk50 = make_runner("jaxig", w, n_steps=50, alpha_batch_size=chunk)()
+    chunk1000 = make_runner("jaxig", w, n_steps=1000, alpha_batch_size=chunk)()
+    out["rel_diff_chunked_vs_unchunked_50"] = max_rel_diff(chunk50, full50)
+    out["rel_diff_1000_vs_50"] = max_rel_diff(chunk1000, full50)
+    return out
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+def _fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def markdown(rows, flat, env):
+    lines = [
+        f"Machine: {env['machine']}; load before: {env['load_before']}; after: {env['load_after']}",
+        f"Versions: jax {env['jax']}, jaxlib {env['jaxlib']}, torch {env['torch']}, "
+        f"captum {env['captum']}, python {env['python']}; {env['date']}; float32 matmul peak "
+        f"{env['peak_gflops']:.0f} GFLOP/s; repeats {env['repeats']}",
+        "",
+        "| workload | steps | Captum ms | loop ms | jaxig ms | Captum/jaxig | loop/jaxig | "
+        "first call s (XLA compile s) | recompiles | rel diff | peak MiB C / L / J | GFLOP/s (% peak) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mem = " / ".join(_fmt(r.get(f"{m}_peak_mib"), ".0f") for m in METHODS)
+        flops = (f"{r['jaxig_gflops']:.1f} ({100 * r['fraction_of_peak']:.0f}%)"
+                 if "jaxig_gflops" in r else "")
+        lines.append(
+            f"| {r['workload']} | {r['n_steps']} | {r['captum_ms']:.1f} | {r['loop_ms']:.1f} | "
+            f"{r['jaxig_ms']:.1f} | {r['captum_over_jaxig']:.2f}x | {r['loop_over_jaxig']:.2f}x | "
+            f"{r['jaxig_first_call_s']:.2f} ({r['jaxig_xla_compile_s']:.2f}) | "
+            f"{r['jaxig_recompiles_new_values']} | "
+            f"{r['rel_diff_jaxig_captum']:.1e} | {mem} | {flops} |")
+    if flat:
+        lines += [
+            "",
+            f"lstm_ts peak memory with alpha_batch_size={flat['alpha_batch_size']}: "
+            f"50 steps unchunked {_fmt(flat['peak_mib_50_unchunked'], '.0f')} MiB, "
+            f"50 chunked {_fmt(flat['peak_mib_50_chunked'], '.0f')} MiB, "
+            f"1000 chunked {_fmt(flat['peak_mib_1000_chunked'], '.0f')} MiB "
+            f"(ratio {_fmt(flat.get('ratio_1000_chunked_over_50'), '.2f')}); result: chunked vs "
+            f"unchunked at 50 steps {flat['rel_diff_chunked_vs_unchunked_50']:.1e}, 1000 vs 50 steps "
+            f"{flat['rel_diff_1000_vs_50']:.1e}",
+        ]
+    return "\n".join(lines)
+
+
+def environment():
+    import platform
+
+    import captum
+    import jaxlib
+
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads "
+                   f"{torch.get_num_threads()}",
+        "jax": jax.__version__, "jaxlib": jaxlib.__version__, "torch": torch.__version__,
+        "captum": captum.__version__, "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "jaxig_from": str(Path(jaxig.__file__).parent),
+        "load_before": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 repeats, no memory subprocesses")
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per method (default 7)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--out", type=Path, default=None, help="write vs_captum.json and .md here")
+    p.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._memory is not None:
+        return memory_child(json.loads(args._memory))
+
+    names = [n for n in args.workloads.split(",") if n]
+    unknown = sorted(set(names) - set(WORKLOADS))
+    if unknown:
+        p.error(f"unknown workloads {unknown}; choose from {sorted(WORKLOADS)}")
+    repeats = args.repeats or (3 if args.quick else 7)
+    memory = not (args.quick or args.no_memory)
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+
+    env = environment()
+    env["repeats"] = repeats
+    env["peak_gflops"] = matmul_peak_gflops()
+    print(f"float32 matmul peak: {env['peak_gflops']:.1f} GFLOP/s", flush=True)
+    rows = []
+    for name in names:
+        print(f"running {name} ...", flush=True)
+        rows.append(bench_workload(name, repeats, env["peak_gflops"], memory))
+        print(json.dumps(rows[-1], indent=None), flush=True)
+    flat = memory_flatness() if memory and "lstm_ts" in names else None
+    env["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    table = markdown(rows, flat, env)
+    print(table)
+    failed = [r["workload"] for r in rows if not r["agrees"]]
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "vs_captum.json").write_text(
+            json.dumps({"env": env, "rows": rows, "memory_flatness": flat}, indent=2))
+        (args.out / "vs_captum.md").write_text(table + "\n")
+    if failed:
+        print(f"DISAGREEMENT above tolerance: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
