@@ -2,6 +2,8 @@
 
 from . import axioms as axioms
 from . import datasets as datasets
+from ._adaptive import AdaptiveInfo as AdaptiveInfo
+from ._adaptive import adaptive_integrated_gradients as adaptive_integrated_gradients
 from ._aggregate import feature_attributions as feature_attributions
 from ._exact import ExactInfo as ExactInfo
 from ._exact import exact_integrated_gradients as exact_integrated_gradients
