@@ -17,6 +17,10 @@ from ._rules import RiemannMidpoint as RiemannMidpoint
 from ._rules import RiemannRight as RiemannRight
 from ._rules import Simpson as Simpson
 from ._rules import Trapezoid as Trapezoid
+from ._rules_extra import ClenshawCurtis as ClenshawCurtis
+from ._rules_extra import GaussLobatto as GaussLobatto
+from ._rules_extra import MonteCarlo as MonteCarlo
+from ._rules_extra import QuasiMonteCarlo as QuasiMonteCarlo
 from .axioms import AxiomResult as AxiomResult
 from .axioms import check_completeness as check_completeness
 from .axioms import check_dummy as check_dummy
