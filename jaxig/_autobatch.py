@@ -1,0 +1,53 @@
+"""Chooses how many alphas to evaluate at once: all in one vmap, or chunks that stay in cache.
+
+Measured on 2 CPU cores (benchmarks/README.md): evaluating all alphas in one ``vmap`` is 1.5-3x
+*slower* than chunks of a few alphas for MLPs and LSTMs, because the stacked activations fall out
+of cache; but XLA:CPU runs convolutions inside a ``lax.scan`` (the chunk loop) 2-3x slower than
+outside one, so convolutional models are fastest with every alpha in one ``vmap``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.extend import core as jex_core
+
+__all__ = ["auto_alpha_batch_size"]
+
+#: Intermediates of one chunk (forward values and their cotangents) are kept below this size.
+CHUNK_BUDGET_BYTES = 16 * 2**20
+
+
+def _walk(jaxpr) -> tuple[int, bool]:
+    """Returns (bytes of every equation's outputs, whether a convolution occurs), nested included."""
+    total, conv = 0, False
+    for eqn in jaxpr.eqns:
+        conv |= eqn.primitive.name == "conv_general_dilated"
+        for v in eqn.outvars:
+            shape = getattr(v.aval, "shape", None)
+            if shape is not None:
+                total += int(np.prod(shape, dtype=np.int64)) * np.dtype(v.aval.dtype).itemsize
+        repeat = int(eqn.params.get("length", 1)) if eqn.primitive.name == "scan" else 1
+        for sub in jex_core.jaxprs_in_params(eqn.params):
+            sub_total, sub_conv = _walk(sub)
+            total += repeat * sub_total
+            conv |= sub_conv
+    return total, conv
+
+
+def auto_alpha_batch_size(f: Callable, x: Any, n_steps: int, *,
+                          budget_bytes: int = CHUNK_BUDGET_BYTES) -> int | None:
+    """Returns the number of alphas per chunk for ``f`` at inputs like ``x``, or None for all at once.
+
+    ``k = max(1, budget_bytes // (2 * b))`` with ``b`` the bytes of all intermediate values of one
+    forward pass of ``f`` (read from its jaxpr; the factor 2 counts their cotangents), so one chunk's
+    working set stays near ``budget_bytes``. None (one ``vmap`` over all alphas) when ``k >= n_steps``
+    or when ``f`` contains a convolution (slow inside XLA:CPU loops).
+    """
+    per_alpha, has_conv = _walk(jax.make_jaxpr(f)(x).jaxpr)
+    if has_conv:
+        return None
+    k = max(1, budget_bytes // max(1, 2 * per_alpha))
+    return None if k >= n_steps else int(k)

@@ -1,0 +1,48 @@
+"""Tests of jaxig._autobatch.auto_alpha_batch_size: chunk size from f's intermediate bytes."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+
+from jaxig._autobatch import auto_alpha_batch_size
+
+W = jnp.ones((8, 32), jnp.float32)
+
+
+def dense_tanh(x):
+    return jnp.tanh(x @ W).sum(axis=1)  # intermediates: (B,32) dot, (B,32) tanh, (B,) sum
+
+
+def test_chunk_from_intermediate_bytes():
+    x = jnp.ones((100, 8), jnp.float32)
+    per_alpha = 4 * (100 * 32 + 100 * 32 + 100)
+    budget = 10 * 2 * per_alpha + 7  # room for exactly 10 alphas
+    assert auto_alpha_batch_size(dense_tanh, x, 50, budget_bytes=budget) == 10
+    assert auto_alpha_batch_size(dense_tanh, x, 10, budget_bytes=budget) is None  # all fit
+    assert auto_alpha_batch_size(dense_tanh, x, 50, budget_bytes=1) == 1
+
+
+def test_scan_body_counts_once_per_iteration():
+    x = jnp.ones((100, 8), jnp.float32)
+
+    def looped(z):
+        def step(c, _):
+            return jnp.tanh(c), None
+        return lax.scan(step, z, None, length=25)[0].sum(axis=1)
+
+    def once(z):
+        return jnp.tanh(z).sum(axis=1)
+
+    budget = 2 * 4 * 100 * 8 * 30  # fits ~30 single tanh passes, not 25 of them plus the rest
+    assert auto_alpha_batch_size(once, x, 1000, budget_bytes=budget) > 25
+    assert auto_alpha_batch_size(looped, x, 1000, budget_bytes=budget) == 1
+
+
+@pytest.mark.parametrize("n_steps", [2, 50])
+def test_convolution_evaluates_all_alphas_at_once(n_steps):
+    k = jnp.ones((3, 3, 3, 4), jnp.float32)
+    f = lambda x: lax.conv_general_dilated(  # noqa: E731
+        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum(axis=(1, 2, 3))
+    x = jnp.ones((64, 64, 64, 3), jnp.float32)
+    assert auto_alpha_batch_size(f, x, n_steps, budget_bytes=1) is None
