@@ -131,6 +131,7 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
     first = jax.vmap(lambda i: _analyse(grid[i] * jnp.ones(batch, dtype), grid[i + 1] * jnp.ones(batch, dtype),
                                         phi0[i], phi0[i + 1], g0[i], g0[i + 1], scale))(jnp.arange(n_init))
     priority = jnp.full((n - 1, batch), -1.0, dtype).at[:n_init].set(first.priority)
+    split = jnp.zeros((n - 1, batch), dtype).at[:n_init].set(first.split)
     est, err = first.est.sum(0), first.err.sum(0)
     n_open = first.open.sum(0).astype(jnp.int32)
     count = jnp.full((batch,), n_init + 1, jnp.int32)
@@ -144,19 +145,22 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
         return ~done(est, err, n_open) & (count < n)
 
     def body(state):
-        alphas, phis, grads, left, right, priority, est, err, n_open, count, scale = state
+        alphas, phis, grads, left, right, priority, split, est, err, n_open, count, scale = state
         live = active(state)
         j = jnp.argmax(priority, 0)
         li, ri = left[j, rows], right[j, rows]
         a, b = alphas[li, rows], alphas[ri, rows]
         pa, pb = phis[li, rows], phis[ri, rows]
         ga, gb = grads[li, rows], grads[ri, rows]
-        parent = _analyse(a, b, pa, pb, ga, gb, scale)
-        c = jnp.where(live, parent.split, a)
+        c = jnp.where(live, split[j, rows], a)
         pc, gc = evaluate(c)
+        old_scale = scale
         scale = jnp.where(live[:, None], jnp.maximum(scale, jnp.abs(pc) + jnp.abs(gc).sum(-1)), scale)
-        lo = _analyse(a, c, pa, pc, ga, gc, scale)
-        hi = _analyse(c, b, pc, pb, gc, gb, scale)
+        # parent, left and right child in one batched analysis (one copy of its ops to compile)
+        stack = lambda *v: jnp.stack(v)  # noqa: E731
+        three = jax.vmap(_analyse)(stack(a, a, c), stack(b, c, b), stack(pa, pa, pc), stack(pb, pc, pb),
+                                   stack(ga, ga, gc), stack(gb, gc, gb), stack(old_scale, scale, scale))
+        parent, lo, hi = (jax.tree.map(lambda v, i=i: v[i], three) for i in range(3))
         slot = count - 1  # the new interval's index; the new point's is ``count``
 
         def put(buf, at, value):
@@ -167,15 +171,16 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
         right = put(put(right, j, count), slot, ri)
         left = put(left, slot, count)
         priority = put(put(priority, j, lo.priority), slot, hi.priority)
+        split = put(put(split, j, lo.split), slot, hi.split)
         m = live[:, None, None]
         est = jnp.where(m, est + lo.est + hi.est - parent.est, est)
         err = jnp.where(m, jnp.maximum(err + lo.err + hi.err - parent.err, 0), err)
         n_open = n_open + live * (lo.open.astype(jnp.int32) + hi.open - 1)
-        return alphas, phis, grads, left, right, priority, est, err, n_open, count + live, scale
+        return alphas, phis, grads, left, right, priority, split, est, err, n_open, count + live, scale
 
-    state = (alphas, phis, grads, left, right, priority, est, err, n_open, count, scale)
+    state = (alphas, phis, grads, left, right, priority, split, est, err, n_open, count, scale)
     state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
-    alphas, phis, grads, left, right, priority, est, err, n_open, count, scale = state
+    alphas, phis, grads, left, right, priority, split, est, err, n_open, count, scale = state
     converged = done(est, err, n_open)
 
     # Re-sum every interval from its end points: the running totals above drift by rounding.

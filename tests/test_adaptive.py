@@ -54,16 +54,15 @@ def test_piecewise_relu_meets_tolerance_against_exact_with_few_evals(rtol):
     assert np.all(np.asarray(info.n_evals) <= 4 * ex_info.n_segments + 2)
 
 
-def test_piecewise_deep_net_exact_to_rounding_and_estimate_bounds_error_at_every_budget():
+def test_piecewise_deep_net_exact_to_rounding_and_estimate_bounds_error_when_stopped_early():
     f, x = _deep_relu()
     exact, ex_info = exact_integrated_gradients(f, x, return_info=True)
-    attr, info = adaptive_integrated_gradients(f, x, rtol=0.0, max_evals=512)
+    attr, info = adaptive_integrated_gradients(f, x, rtol=0.0, max_evals=256)
     assert bool(info.converged.all())
     assert np.all(_rel(attr, exact) <= 1e-12)
-    for budget in (4, 8, 16, 32):
-        attr, info = adaptive_integrated_gradients(f, x, rtol=0.0, max_evals=budget)
-        assert np.all(np.asarray(info.n_evals) <= budget)
-        assert np.all(np.abs(attr - exact) <= np.asarray(info.error) + 1e-13), budget
+    for rtol in (0.3, 0.1, 0.03):  # stopped early, one compiled program
+        attr, info = adaptive_integrated_gradients(f, x, rtol=rtol, max_evals=256)
+        assert np.all(np.abs(attr - exact) <= np.asarray(info.error) + 1e-13), rtol
 
 
 def test_one_dimensional_kinks_closed_form():
