@@ -7,15 +7,15 @@ Along the straight path ``p(a) = x' + a (x - x')`` a piecewise-linear ``F`` give
     s(a)   = sum_i g_i(a) = phi'(a)
 
 and one vector-Jacobian product at ``a`` returns all three. An interval ``[a, b]`` holds no kink
-of ``phi`` exactly when the chord matches an endpoint slope,
-``phi(b) - phi(a) = s(a) (b - a)`` (or ``s(b) (b - a)``), up to rounding; its integral is then
-``g(a) (b - a)`` (or ``g(b) (b - a)``), exact. Otherwise the interval is split where a single kink
-would have to be,
+when ``g(a) = g(b)`` and the chord matches the slope, ``phi(b) - phi(a) = s(a) (b - a)``, up to
+rounding; its integral is then ``g(a) (b - a)``, exact. Otherwise the interval is split where a
+single kink would have to be,
 
     c = a + t,   t = (phi(b) - phi(a) - s(b) (b - a)) / (s(a) - s(b)),
 
-(the crossing of the two endpoint tangents; the midpoint if ``t`` is not inside), so an isolated
-kink costs one evaluation and is then resolved on both sides. Every evaluation is one new point.
+(the crossing of the two endpoint tangents; the midpoint if ``t`` is not inside). A crossing
+that lands on one tangent may be the kink or lie in the first/last piece of several kinks, so it
+is confirmed by one more point within the kink's rounding width: two evaluations per isolated kink.
 
 Reference: the tangent-intersection step is the "secant/tangent" kink location used for
 piecewise-linear line restrictions, cf. Sotoudeh and Thakur, "Computing Linear Restrictions of
