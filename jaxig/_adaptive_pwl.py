@@ -17,9 +17,9 @@ single kink would have to be,
 that lands on one tangent may be the kink or lie in the first/last piece of several kinks, so it
 is confirmed by one more point within the kink's rounding width: two evaluations per isolated kink.
 
-Reference: the tangent-intersection step is the "secant/tangent" kink location used for
-piecewise-linear line restrictions, cf. Sotoudeh and Thakur, "Computing Linear Restrictions of
-Neural Networks", NeurIPS 2019 (ExactLine), which finds kinks from the network's structure instead.
+Reference: Sotoudeh and Thakur, "Computing Linear Restrictions of Neural Networks", NeurIPS 2019
+(ExactLine) find the same pieces from the network's structure; here they are found from phi and g
+alone, so the loop runs under jit with fixed-size buffers.
 """
 
 from __future__ import annotations
