@@ -11,6 +11,8 @@ import jax.numpy as jnp
 
 from . import _checks
 from ._accumulate import check_batch_size
+from ._affine import split_affine_prefix
+from ._autobatch import auto_alpha_batch_size
 from ._baselines import resolve_baseline
 from ._paths import AbstractPath, StraightLine
 from ._rules import AbstractRule, GaussLegendre
@@ -27,6 +29,10 @@ class _Static:
     multiply_by_inputs: bool
     alpha_batch_size: int | None
     return_delta: bool
+    # jax treats the treedefs of field-less rules of different classes as equal, so the classes
+    # must be part of the key or one rule's compiled program would serve another.
+    rule_type: type
+    path_type: type
 
 
 def integrated_gradients(
@@ -74,7 +80,9 @@ def integrated_gradients(
         ``multiply_by_inputs=False``).
       alpha_batch_size: evaluate at most this many alphas at once and accumulate, bounding memory
         independently of ``n_steps``; the result equals the unchunked one up to rounding order.
-        ``None`` evaluates all alphas in one ``vmap``.
+        ``None`` chooses: chunks whose intermediates stay near 16 MiB (faster on CPU for MLPs and
+        LSTMs), or all alphas in one ``vmap`` for convolutional models (see ``benchmarks/README.md``).
+        Pass ``alpha_batch_size=n_steps`` to force one ``vmap`` over all alphas.
       return_delta: also return ``delta`` of shape ``(B,)``: the sum of each example's attributions
         minus ``F(x) - F(x')``, the completeness gap (zero for exact integration).
       check_finite: raise ``ValueError`` if any attribution is NaN or Inf (outside ``jit`` only).
@@ -97,6 +105,10 @@ def integrated_gradients(
     The computation is ``jax.jit``-compiled and cached on ``f``, the settings and the shapes and
     dtypes of the inputs; it also runs under the caller's ``jax.jit``, ``jax.vmap`` and ``jax.grad``
     (attributions are differentiable, e.g. with respect to parameters closed over by ``f``).
+    Along the straight line, an affine first part ``A`` of ``f = g o A`` (dense or convolutional
+    layers, normalisation by constants, reshapes...; read from ``f``'s jaxpr) is evaluated at ``x``
+    and the baseline only, and its transpose is applied once to the summed gradients of ``g``: the
+    same integral, exact up to rounding, without the first layer's cost at every alpha.
     """
     if not callable(f):
         raise TypeError(f"f must be a callable mapping a batch to outputs, got {type(f).__name__}")
@@ -116,7 +128,8 @@ def integrated_gradients(
     x, batch = _checks.as_float_inputs(x)
     baseline = resolve_baseline(baseline, x)
     spec, index = resolve_target(target, batch)
-    static = _Static(f, spec, int(n_steps), bool(multiply_by_inputs), alpha_batch_size, bool(return_delta))
+    static = _Static(f, spec, int(n_steps), bool(multiply_by_inputs), alpha_batch_size, bool(return_delta),
+                     type(rule), type(path))
 
     if _hashable(static):
         run = functools.partial(_ig_jit, static)
@@ -144,6 +157,15 @@ def _hashable(obj) -> bool:
     return True
 
 
+def _affine_split(f, x):
+    """Returns ``(A, g)`` with ``f = g o A`` and ``A`` affine (``_affine.split_affine_prefix``), or None."""
+    structs = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), x)
+    try:
+        return split_affine_prefix(f, structs)
+    except Exception:  # the split only saves time: a program it cannot read runs unsplit
+        return None
+
+
 def _n_outputs(f, x) -> int:
     shape = jax.eval_shape(f, x).shape
     return 1 if len(shape) == 1 else shape[1]
@@ -158,25 +180,48 @@ def _ig_impl(static: _Static, x, baseline, index, rule: AbstractRule, path: Abst
     _checks.check_output(out_struct, batch)
     check_target_fits(spec, out_struct)
 
-    def gradient_at(point):
-        out, pullback = jax.vjp(f, point)
-        ct = cotangents(spec, out, index)
-        if spec.kind == "all":
-            return jax.vmap(pullback)(ct)[0]
-        return pullback(ct)[0]
+    def gradient_of(fn):
+        def gradient_at(point):
+            out, pullback = jax.vjp(fn, point)
+            ct = cotangents(spec, out, index)
+            if spec.kind == "all":
+                return jax.vmap(pullback)(ct)[0]
+            return pullback(ct)[0]
+
+        return gradient_at
 
     # Along a straight line gamma' = x - x' is constant, so it multiplies once, after the sum.
     per_alpha_tangent = static.multiply_by_inputs and not path.is_straight
+    split = _affine_split(f, x) if path.is_straight and rule.linear else None
+    if split is not None:
+        # f = g o A with A affine: A(gamma(a)) = A(x') + a (A(x) - A(x')), so A runs twice, g's
+        # gradient is integrated on the hidden line, and A's transpose maps the sum back once.
+        affine, rest = split
+        hidden_x, hidden_b = affine(x), affine(baseline)
+        gradient_at = gradient_of(rest)
+        one_alpha = lambda alpha: gradient_at(StraightLine()(alpha, hidden_x, hidden_b))
+        sized_fn, sized_arg = rest, hidden_x
+    elif per_alpha_tangent:
+        gradient_at = gradient_of(f)
 
-    def one_alpha(alpha):
-        if not per_alpha_tangent:
-            return gradient_at(path(alpha, x, baseline))
-        point, tangent = path.value_and_derivative(alpha, x, baseline)
-        return jax.tree.map(jnp.multiply, gradient_at(point), tangent)
+        def one_alpha(alpha):
+            point, tangent = path.value_and_derivative(alpha, x, baseline)
+            return jax.tree.map(jnp.multiply, gradient_at(point), tangent)
 
-    total = rule.integrate(
-        jax.vmap(one_alpha), static.n_steps, dtype=dtype, alpha_batch_size=static.alpha_batch_size
-    )
+        sized_fn, sized_arg = f, x
+    else:
+        gradient_at = gradient_of(f)
+        one_alpha = lambda alpha: gradient_at(path(alpha, x, baseline))
+        sized_fn, sized_arg = f, x
+
+    batch_size = static.alpha_batch_size
+    if batch_size is None:
+        batch_size = auto_alpha_batch_size(sized_fn, sized_arg, static.n_steps)
+    total = rule.integrate(jax.vmap(one_alpha), static.n_steps, dtype=dtype, alpha_batch_size=batch_size)
+    if split is not None:
+        _, pullback = jax.vjp(affine, x)
+        to_inputs = lambda t: pullback(t)[0]
+        total = jax.vmap(to_inputs)(total) if spec.kind == "all" else to_inputs(total)
     if static.multiply_by_inputs and path.is_straight:
         total = jax.tree.map(lambda g, xi, bi: g * (xi - bi), total, x, baseline)
     total = jax.tree.map(lambda t, xi: t.astype(xi.dtype), total, x)

@@ -38,6 +38,11 @@ class AbstractRule(struct.PyTreeNode, abc.ABC):
     """
 
     min_steps: ClassVar[int] = 1
+    #: True when ``integrate`` returns a fixed linear combination of integrand values whatever they
+    #: are. Such a rule may be handed the integrand in a hidden space (the entry function moves an
+    #: affine first layer of ``f`` out of the alpha loop and maps the sum back linearly); a rule that
+    #: looks at the values (adaptive refinement) sets this to False and always sees input space.
+    linear: ClassVar[bool] = True
 
     @abc.abstractmethod
     def nodes_and_weights(self, n: int) -> tuple[Any, Any]:

@@ -141,3 +141,13 @@ def test_a_users_rule_plugs_in_without_other_changes():
     np.testing.assert_allclose(attr, expected, rtol=1e-5)
     with pytest.raises(ValueError, match="n_steps >= 3"):
         jaxig.integrated_gradients(f, x, rule=_ClenshawCurtisLike(), n_steps=2)
+
+
+def test_rules_of_different_classes_do_not_share_a_compiled_program():
+    # Field-less rules have treedefs that jax compares equal; the cache must still tell them apart.
+    f = lambda x: jnp.exp(x).sum(1)
+    x = jnp.ones((1, 1))
+    results = {type(r).__name__: float(jaxig.integrated_gradients(f, x, rule=r, n_steps=4)[0, 0]) for r in ALL_RULES}
+    exact = np.e - 1.0
+    assert results["RiemannLeft"] < exact < results["RiemannRight"]
+    assert len(set(results.values())) == len(ALL_RULES)

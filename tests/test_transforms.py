@@ -74,7 +74,7 @@ def test_gradient_wrt_inputs_of_a_linear_models_attribution():
 @pytest.mark.parametrize("rule", [jaxig.GaussLegendre(), jaxig.Simpson()], ids=lambda r: type(r).__name__)
 def test_chunked_equals_unchunked(batch_size, rule):
     f = lambda x: mlp(PARAMS, x)
-    full, d_full = jaxig.integrated_gradients(f, X, rule=rule, n_steps=49, return_delta=True)
+    full, d_full = jaxig.integrated_gradients(f, X, rule=rule, n_steps=49, alpha_batch_size=49, return_delta=True)
     chunked, d_chunked = jaxig.integrated_gradients(f, X, rule=rule, n_steps=49, alpha_batch_size=batch_size,
                                                     return_delta=True)
     np.testing.assert_allclose(chunked, full, rtol=1e-6, atol=1e-7)
@@ -84,7 +84,7 @@ def test_chunked_equals_unchunked(batch_size, rule):
 def test_chunked_target_all_and_pytrees():
     f = lambda x: jnp.stack([mlp(PARAMS, x["a"]), x["b"].sum(1) ** 2], axis=1)
     x = {"a": X, "b": X[:, :2]}
-    full = jaxig.integrated_gradients(f, x, target="all")
+    full = jaxig.integrated_gradients(f, x, target="all", alpha_batch_size=50)
     chunked = jaxig.integrated_gradients(f, x, target="all", alpha_batch_size=8)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), chunked, full)
 
