@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _checks
 from ._accumulate import check_batch_size
@@ -126,7 +127,6 @@ def integrated_gradients(
             "not for the path-averaged gradient"
         )
     x, batch = _checks.as_float_inputs(x)
-    baseline = resolve_baseline(baseline, x)
     spec, index = resolve_target(target, batch)
     static = _Static(f, spec, int(n_steps), bool(multiply_by_inputs), alpha_batch_size, bool(return_delta),
                      type(rule), type(path))
@@ -135,9 +135,11 @@ def integrated_gradients(
         run = functools.partial(_ig_jit, static)
     else:  # jit's cache needs a hashable key: compile this call without caching
         run = jax.jit(functools.partial(_ig_impl, static))
+    # None and scalars share one compiled program (a weakly typed 0-d leaf).
+    baseline = 0.0 if baseline is None else baseline
     attributions, delta, valid = run(x, baseline, index, rule, path)
 
-    if index is not None and _checks.is_concrete(valid) and not bool(jnp.all(valid)):
+    if index is not None and _checks.is_concrete(valid) and not np.all(np.asarray(valid)):
         k = _n_outputs(f, x)
         bad = sorted({int(i) for i in jnp.asarray(index)[~jnp.asarray(valid)]})
         raise ValueError(
@@ -173,6 +175,8 @@ def _n_outputs(f, x) -> int:
 
 def _ig_impl(static: _Static, x, baseline, index, rule: AbstractRule, path: AbstractPath):
     f, spec = static.f, static.target
+    # Resolved inside the compiled program: each eager broadcast would cost a dispatch per call.
+    baseline = resolve_baseline(baseline, x)
     batch = jax.tree.leaves(x)[0].shape[0]
     dtype = jnp.result_type(*jax.tree.leaves(x))
 
