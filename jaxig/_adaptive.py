@@ -269,7 +269,6 @@ def _adaptive(static: _Static, x, baseline, index, rtol, atol):
         return est_k, jnp.abs(est_k - est_g)
 
     n_bisect = (static.max_evals - static.n_init * n_nodes) // (2 * n_nodes)
-    size = static.n_init + n_bisect
     edges = jnp.linspace(0.0, 1.0, static.n_init + 1, dtype=dtype)
     lo0 = jnp.broadcast_to(edges[:-1, None], (static.n_init, batch))
     hi0 = jnp.broadcast_to(edges[1:, None], (static.n_init, batch))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax

@@ -1,6 +1,5 @@
 """Tests of jaxig._autobatch.auto_alpha_batch_size: chunk size from f's intermediate bytes."""
 
-import jax
 import jax.numpy as jnp
 import pytest
 from jax import lax
