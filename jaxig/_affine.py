@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 from jax.extend import core as jex_core
 
 __all__ = ["split_affine_prefix"]
@@ -62,7 +62,7 @@ _CONST, _AFFINE, _OTHER = 0, 1, 2
 
 
 def _is_float(aval) -> bool:
-    return np.issubdtype(np.dtype(aval.dtype), np.inexact)
+    return jnp.issubdtype(aval.dtype, jnp.inexact)  # False for PRNG key dtypes (numpy cannot read them)
 
 
 class _Node:

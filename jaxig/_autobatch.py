@@ -28,7 +28,7 @@ def _walk(jaxpr) -> tuple[int, bool]:
         for v in eqn.outvars:
             shape = getattr(v.aval, "shape", None)
             if shape is not None:
-                total += int(np.prod(shape, dtype=np.int64)) * np.dtype(v.aval.dtype).itemsize
+                total += int(np.prod(shape, dtype=np.int64)) * v.aval.dtype.itemsize  # PRNG key dtypes too
         repeat = int(eqn.params.get("length", 1)) if eqn.primitive.name == "scan" else 1
         for sub in jex_core.jaxprs_in_params(eqn.params):
             sub_total, sub_conv = _walk(sub)

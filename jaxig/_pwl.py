@@ -26,7 +26,6 @@ import itertools
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.extend import core as jex_core
 
@@ -61,7 +60,7 @@ _CALLS = {  # call-like primitives whose body is evaluated in place: name -> par
 
 
 def _is_float(aval) -> bool:
-    return np.issubdtype(np.dtype(aval.dtype), np.inexact)
+    return jnp.issubdtype(aval.dtype, jnp.inexact)  # False for PRNG key dtypes (numpy cannot read them)
 
 
 def _not_pwl(name: str, why: str) -> TypeError:

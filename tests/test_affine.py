@@ -235,3 +235,13 @@ def test_public_ig_all_targets_on_splittable_model():
     for k in range(2):
         want = ig_plain(lambda z, k=k: _two_outputs(z)[:, k], x, b)
         np.testing.assert_allclose(got[k], want, rtol=2e-5, atol=2e-6 * float(jnp.abs(want).max()))
+
+
+def test_prng_keys_inside_f_do_not_stop_the_split():
+    # key<fry> values have an extended dtype; classifying them must not raise
+    def noisy(x):
+        noise = jax.random.normal(jax.random.key(0), (W1.shape[1],))
+        return jnp.tanh(x @ W1 + noise).sum(1)
+
+    x = jnp.ones((5, W1.shape[0]))
+    assert split_affine_prefix(noisy, x) is not None

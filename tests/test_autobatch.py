@@ -1,5 +1,6 @@
 """Tests of jaxig._autobatch.auto_alpha_batch_size: chunk size from f's intermediate bytes."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 from jax import lax
@@ -45,3 +46,17 @@ def test_convolution_evaluates_all_alphas_at_once(n_steps):
         x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum(axis=(1, 2, 3))
     x = jnp.ones((64, 64, 64, 3), jnp.float32)
     assert auto_alpha_batch_size(f, x, n_steps, budget_bytes=1) is None
+
+
+def test_functions_that_make_prng_keys_inside():
+    # key<fry> values have an extended dtype that numpy cannot interpret; it must not break the choice
+    def noisy(x):
+        noise = jax.random.normal(jax.random.key(0), x.shape[1:])
+        return jnp.tanh(x + noise).sum(axis=1)
+
+    x = jnp.ones((100, 8), jnp.float32)
+    assert auto_alpha_batch_size(noisy, x, 1000, budget_bytes=2**16) >= 1
+    import jaxig
+
+    attr = jaxig.integrated_gradients(noisy, x, n_steps=8)
+    assert attr.shape == x.shape and bool(jnp.all(jnp.isfinite(attr)))
