@@ -113,8 +113,11 @@ def test_smooth_auto_is_kronrod_costs_one_interval_and_is_accurate():
 def test_callable_target_that_is_not_piecewise_linear_selects_kronrod():
     relu, _, x = _nets()
     softmax1 = lambda out: jax.nn.softmax(out)[:, 1]
-    _, info = adaptive_integrated_gradients(relu, x, target=softmax1, rtol=1e-3)
-    assert np.all(np.asarray(info.n_evals) % 7 == 0)  # G3K7 intervals, not single points
+    attr, info = adaptive_integrated_gradients(relu, x, target=softmax1, rtol=1e-3)
+    forced, _ = adaptive_integrated_gradients(relu, x, target=softmax1, rtol=1e-3, method="kronrod")
+    np.testing.assert_array_equal(attr, forced)
+    # nested start (3, 7, 15 evaluations), then 2 G3K7 halves and 2 G3K7 intervals per bisection
+    assert np.all(np.isin(info.n_evals, (3, 7, 15)) | ((np.asarray(info.n_evals) - 15) % 14 == 0))
     _, info = adaptive_integrated_gradients(relu, x, target=lambda out: out[:, 1] - out[:, 0], rtol=1e-3)
     assert np.any(np.asarray(info.n_evals) % 7 != 0)
 
@@ -127,6 +130,8 @@ def test_linear_is_exact_with_one_interval():
     assert info.n_evals.tolist() == [2, 2]
     attr, info = adaptive_integrated_gradients(lambda z: z @ w, x, rtol=1e-12, method="kronrod")
     np.testing.assert_allclose(attr, x * w, rtol=1e-14)
+    assert info.n_evals.tolist() == [3, 3]  # G3 agrees with G1 on a constant integrand
+    _, info = adaptive_integrated_gradients(lambda z: z @ w, x, rtol=1e-12, method="kronrod", nested=False)
     assert info.n_evals.tolist() == [7, 7]
 
 
@@ -170,8 +175,42 @@ def test_bad_settings_raise():
     with pytest.raises(ValueError, match="kronrod"):
         adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), kronrod=5)
     with pytest.raises(ValueError, match="max_evals"):
-        adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), max_evals=5, method="kronrod")
+        adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), max_evals=2, method="kronrod")
+    with pytest.raises(ValueError, match="max_evals"):
+        adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), max_evals=5, method="kronrod",
+                                      nested=False)
     with pytest.raises(ValueError, match="max_evals"):
         adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), max_evals=1)
     with pytest.raises(ValueError, match="method"):
         adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), method="simpson")
+
+
+def _single_index(scale=3.0):
+    w = jax.random.normal(jax.random.PRNGKey(6), (6,)) / 2
+    x = jax.random.normal(jax.random.PRNGKey(7), (16, 6))
+    s1 = scale * (x @ w)  # baseline 0: IG_i = w_i x_i scale tanh(s1) / s1 (integral of sech^2)
+    return lambda z: jnp.tanh(scale * (z @ w)), x, w * x * scale * (jnp.tanh(s1) / s1)[:, None]
+
+
+def test_kronrod_nested_estimate_bounds_the_true_error_on_a_closed_form():
+    f, x, ref = _single_index()
+    levels = set()
+    for rtol in (0.3, 3e-2, 1e-3, 1e-5, 1e-8):
+        attr, info = adaptive_integrated_gradients(f, x, rtol=rtol, method="kronrod")
+        assert bool(info.converged.all())
+        rounding = 1e-14 * np.abs(ref).max()
+        assert np.all(np.abs(attr - ref) <= np.asarray(info.error) + rounding), rtol
+        assert np.all(_rel(attr, ref) <= rtol), rtol
+        levels |= set(np.asarray(info.n_evals).tolist())
+    # every nested level and the bisection after it were used (and checked) by some example
+    assert {3, 7, 15} <= levels and max(levels) > 15
+
+
+def test_kronrod_nested_stops_at_the_level_the_budget_allows():
+    f, x, ref = _single_index()
+    _, info = adaptive_integrated_gradients(f, x, rtol=1e-12, method="kronrod", max_evals=10)
+    assert np.all(np.asarray(info.n_evals) == 7) and not bool(info.converged.all())
+    attr, info = adaptive_integrated_gradients(f, x, rtol=1e-12, method="kronrod", max_evals=40)
+    # 15 (P15) + 14 (G3K7 on both halves) fit, a bisection step more does not
+    assert set(np.asarray(info.n_evals).tolist()) <= {7, 15, 29}
+    assert np.all(np.abs(attr - ref) <= np.asarray(info.error) + 1e-14 * np.abs(ref).max())
