@@ -11,8 +11,9 @@ For each workload (see ``_workloads.py``) it runs
 checks that the three agree, and prints the median time of each after a warm-up (calls interleaved,
 so the ratios come from the same stretch of machine load), jaxig's first-call (compile) time, whether
 a second call with new values of the same shapes recompiles, the max relative disagreement
-``max|a - b| / max|b|``, the peak memory of each (a fresh subprocess per measurement, VmHWM minus
-VmRSS after a warm-up call; the peak is reset through ``/proc/self/clear_refs``), for the MLPs the
+``max|a - b| / max|b|`` between jaxig and Captum and of each against the plain loop run in float64
+(same weights and inputs: where the two float32 results disagree it shows which one rounds off),
+the peak memory of each (a fresh subprocess per measurement, VmHWM minus VmRSS after a warm-up call; the peak is reset through ``/proc/self/clear_refs``), for the MLPs the
 fraction of the machine's float32 matmul peak (measured in the same run with a large ``jnp.dot``),
 and for ``lstm_ts`` the peak memory of ``alpha_batch_size`` chunking at 50 and 1,000 steps.
 
@@ -23,6 +24,7 @@ Needs the ``[compare]`` extra (torch CPU, captum).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -96,6 +98,29 @@ def make_runner(method, w, *, n_steps=None, alpha_batch_size=None):
 
         return run
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+def float64_reference(w, n_steps=None):
+    """Returns the plain loop's attributions in float64 (model and inputs cast up).
+
+    The weights and inputs are the float32 ones, so this is the same integral evaluated with
+    float64 rounding: it tells which float32 implementation is off where two disagree.
+    """
+    model = copy.deepcopy(w.torch_model).double()
+    alphas, weights = gl_table(n_steps or w.n_steps)
+    x = torch.from_numpy(w.x.astype(np.float64))
+    total = torch.zeros_like(x)
+    for a, wk in zip(alphas.tolist(), weights.tolist()):
+        point = (a * x).requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(point)[:, w.target].sum(), point)
+        total += wk * grad
+    return (x * total).numpy()
+
+
+def rows_above(a, b, tol):
+    """Returns the indices of examples where ``max|a - b|`` exceeds ``tol * max|b|`` (whole-batch scale)."""
+    per_row = np.abs(a - b).reshape(a.shape[0], -1).max(1) / np.max(np.abs(b))
+    return [int(i) for i in np.flatnonzero(per_row > tol)]
 
 
 # --- measurements -------------------------------------------------------------------------------
@@ -236,6 +261,13 @@ def bench_workload(name, repeats, peak_gflops, memory):
     row["rel_diff_loop_captum"] = max_rel_diff(results["loop"], results["captum"])
     row["tolerance"] = TOLERANCE.get(name, DEFAULT_TOLERANCE)
     row["agrees"] = row["rel_diff_jaxig_captum"] <= row["tolerance"]
+    # Where jaxig and Captum disagree, a float64 evaluation of the same integral says who rounds off.
+    ref = float64_reference(w)
+    row["rel_diff_jaxig_f64"] = max_rel_diff(results["jaxig"], ref)
+    row["rel_diff_captum_f64"] = max_rel_diff(results["captum"], ref)
+    row["examples_jaxig_vs_captum_above_tol"] = rows_above(results["jaxig"], results["captum"], row["tolerance"])
+    row["examples_jaxig_vs_f64_above_tol"] = rows_above(results["jaxig"], ref, row["tolerance"])
+    row["examples_captum_vs_f64_above_tol"] = rows_above(results["captum"], ref, row["tolerance"])
 
     if w.fwd_flops_per_example:
         # Nominal FLOPs of plain IG (forward + input-gradient ~ 2x forward, per example and step);
@@ -287,7 +319,8 @@ def markdown(rows, flat, env):
         "nominal plain-IG FLOPs (2x forward per example and step) over jaxig's best time.",
         "",
         "| workload | steps | Captum ms | loop ms | jaxig ms | Captum/jaxig | loop/jaxig | "
-        "first call s (XLA compile s) | recompiles | rel diff | peak MiB C / L / J | GFLOP/s (% peak) |",
+        "first call s (XLA compile s) | recompiles | rel diff J-C (J-f64, C-f64) | peak MiB C / L / J | "
+        "GFLOP/s (% peak) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -301,7 +334,16 @@ def markdown(rows, flat, env):
             f"{r['loop_over_jaxig']:.2f}x ({r['loop_over_jaxig_best']:.2f}x) | "
             f"{r['jaxig_first_call_s']:.2f} ({r['jaxig_xla_compile_s']:.2f}) | "
             f"{r['jaxig_recompiles_new_values']} | "
-            f"{r['rel_diff_jaxig_captum']:.1e} | {mem} | {flops} |")
+            f"{r['rel_diff_jaxig_captum']:.1e} ({r['rel_diff_jaxig_f64']:.1e}, {r['rel_diff_captum_f64']:.1e}) | "
+            f"{mem} | {flops} |")
+    lines += ["", "rel diff: max|a - b| / max|b| over the batch; f64: the plain loop in float64 on the same "
+              "weights and inputs."]
+    for r in rows:
+        if not r["agrees"]:
+            lines.append(
+                f"{r['workload']}: examples where jaxig and Captum differ by more than {r['tolerance']:g}: "
+                f"{r['examples_jaxig_vs_captum_above_tol']}; jaxig vs float64: "
+                f"{r['examples_jaxig_vs_f64_above_tol']}; Captum vs float64: {r['examples_captum_vs_f64_above_tol']}")
     if flat:
         lines += [
             "",
