@@ -15,7 +15,8 @@ a second call with new values of the same shapes recompiles, the max relative di
 (same weights and inputs: where the two float32 results disagree it shows which one rounds off),
 the peak memory of each (a fresh subprocess per measurement, VmHWM minus VmRSS after a warm-up call;
 the peak is reset through ``/proc/self/clear_refs``), for the MLPs the fraction of the machine's
-float32 matmul peak (measured in the same run with a large ``jnp.dot``), and for ``lstm_ts`` the peak memory of ``alpha_batch_size`` chunking at 50 and 1,000 steps.
+float32 matmul peak (measured in the same run with a large ``jnp.dot``), and for ``lstm_ts`` the
+peak memory of ``alpha_batch_size`` chunking at 50 and 1,000 steps.
 
 Usage: ``python benchmarks/vs_captum.py [--quick] [--workloads a,b] [--out DIR]``.
 Needs the ``[compare]`` extra (torch CPU, captum).
