@@ -50,3 +50,24 @@ def test_input_gradients_agree():
     got = jax.grad(lambda z: w.jax_fn(z)[:, 1].sum())(w.x)
     np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-4,
                                atol=1e-5 * float(want.abs().max()))
+
+
+def test_float64_reference_is_the_integral_and_rows_above_finds_the_outlier():
+    """The harness's float64 loop is the same IG: it matches jaxig in float32 to float32 rounding,
+    and its model copy is float64 (the float32 model stays untouched)."""
+    pytest.importorskip("captum")
+    import jax.numpy as jnp
+    import vs_captum
+
+    import jaxig
+
+    w = _small("mlp_california")
+    ref = vs_captum.float64_reference(w)
+    assert ref.dtype == np.float64
+    assert next(w.torch_model.parameters()).dtype == torch.float32
+    got = np.asarray(jaxig.integrated_gradients(w.jax_fn, jnp.asarray(w.x), target=w.target, n_steps=w.n_steps))
+    assert vs_captum.max_rel_diff(got, ref) < 1e-5
+    bumped = got.copy()
+    bumped[5, 2] += 1e-2 * np.abs(ref).max()
+    assert vs_captum.rows_above(bumped, ref, 1e-3) == [5]
+    assert vs_captum.rows_above(got, ref, 1e-3) == []
