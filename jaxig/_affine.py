@@ -31,28 +31,14 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
+from ._prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
+
 __all__ = ["split_affine_prefix"]
 
-# Primitives that are linear in each operand separately and whose output is affine in
-# the input whenever at most one operand depends on it (and the rest are constants).
-_BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated"})
-# Primitives whose output is affine in any combination of affine and constant operands.
-_AFFINE_ANY = frozenset({
-    "add", "add_any", "sub", "neg", "reshape", "transpose", "broadcast_in_dim", "squeeze",
-    "expand_dims", "slice", "pad", "concatenate", "rev", "copy", "copy_p", "reduce_sum",
-    "cumsum", "reduce_precision", "convert_element_type",
-})
-# Primitives that are affine in some operands provided the others (indices, predicates,
-# denominators) are constants. Maps primitive name -> positions that must be constant.
-_AFFINE_IF_CONST = {
-    "div": lambda n: (1,),
-    "select_n": lambda n: (0,),
-    "dynamic_slice": lambda n: tuple(range(1, n)),
-    "dynamic_update_slice": lambda n: tuple(range(2, n)),
-    "gather": lambda n: (1,),
-    "scatter-add": lambda n: (1,),
-    "scatter_add": lambda n: (1,),
-}
+_BILINEAR = BILINEAR
+_AFFINE_ANY = AFFINE_ANY
+# select_n is affine in its cases when the predicate (position 0) is constant.
+_AFFINE_IF_CONST = {**AFFINE_IF_CONST, "select_n": lambda n: (0,)}
 # Call primitives whose body is inlined so that affine layers inside a nested `jit` are found.
 _INLINE = frozenset({"jit", "pjit", "closed_call", "core_call"})
 # An affine part without one of these saves too little to be worth the split.

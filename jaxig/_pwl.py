@@ -29,27 +29,19 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jex_core
 
+from ._prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
+
 __all__ = ["eval_with_switches"]
 
 _CONST, _PWC, _AFF = 0, 1, 2  # constant, piecewise constant, piecewise affine in the input
 
-_LINEAR = frozenset({
-    "add", "add_any", "sub", "neg", "reshape", "transpose", "broadcast_in_dim", "squeeze",
-    "expand_dims", "slice", "pad", "concatenate", "rev", "copy", "copy_p", "reduce_sum", "cumsum",
-    "reduce_precision", "real", "reduce_window_sum", "sharding_constraint", "optimization_barrier",
-    "select_and_gather_add",
-})
-_BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated"})
-# primitive -> operand positions that must not be affine in the input
-_IF_NOT_AFFINE = {
-    "div": lambda n: (1,),
-    "dynamic_slice": lambda n: tuple(range(1, n)),
-    "dynamic_update_slice": lambda n: tuple(range(2, n)),
-    "gather": lambda n: (1,),
-    "scatter-add": lambda n: (1,),
-    "scatter_add": lambda n: (1,),
-    "scatter": lambda n: (1,),
+# convert_element_type is handled on its own (a cast to an integer type is not affine).
+_LINEAR = (AFFINE_ANY - {"convert_element_type"}) | {
+    "real", "reduce_window_sum", "sharding_constraint", "optimization_barrier", "select_and_gather_add",
 }
+_BILINEAR = BILINEAR
+# primitive -> operand positions that must not be affine in the input
+_IF_NOT_AFFINE = {**AFFINE_IF_CONST, "scatter": lambda n: (1,)}
 _COMPARE = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})
 _PAIR_SWITCH = frozenset({"max", "min"})
 _CALLS = {  # call-like primitives whose body is evaluated in place: name -> param holding the body
