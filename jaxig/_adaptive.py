@@ -44,6 +44,7 @@ class _Static:
     max_evals: int
     method: str = "kronrod"
     nested: bool = True
+    pieces: bool = True  # "piecewise": find each point's linear piece from the jaxpr (else points only)
 
 
 def adaptive_integrated_gradients(
@@ -68,17 +69,24 @@ def adaptive_integrated_gradients(
 
     ``method="piecewise"`` (kink-aware; for ReLU/abs/max/max-pool networks) uses that ``g`` is
     piecewise constant and ``phi(a) = F(x' + a (x - x'))`` piecewise linear: one VJP gives ``phi``,
-    ``g`` and the slope ``s = sum_i g_i``. An interval ``[a, b]`` is *resolved* when ``g(a) = g(b)``
-    and its chord matches the slope, ``|phi(b) - phi(a) - s(a) (b - a)| <= 64 eps scale``
-    (``scale`` = the example's largest ``|phi| + sum_i |g_i|`` seen); it integrates exactly to
-    ``g(a) (b - a)``. Otherwise it is split at the crossing of the two end tangents (where a single
-    kink must be). A point that lands on a kink is confirmed by one more evaluation within the kink's
-    rounding width ``off = 2 * 64 eps scale / |s(b) - s(a)|``, since a tangent crossing can also fall
-    inside the first or last piece of several kinks; so an isolated kink costs two evaluations and
-    intervals of width ``<= 2 off`` around it count as resolved. Error estimates per feature:
-    ``|g_i(b) - g_i(a)| (b - a) + |phi(b) - phi(a) - sum_i est_i|`` on open intervals, a rounding
-    term ``64 eps (b - a) (|g_i(a)| + |g_i(b)|)`` on resolved ones. Once every interval is
-    resolved the result is exact to rounding (measured: 2 + about 3 evaluations per linear piece).
+    ``g`` and the slope ``s = sum_i g_i``. With each evaluation at ``c`` it also reads, as
+    :func:`jaxig.exact_integrated_gradients` does, c's whole linear piece ``[l, r]`` off the
+    jaxpr's switch quantities (one forward-mode JVP, not counted in ``n_evals``; skipped when the
+    jaxpr is not piecewise linear), which integrates exactly to ``g(c) (r - l)``. What is left are
+    the *gaps* between known pieces (between points, when pieces are unknown), analysed from the
+    data at their ends (``phi`` extended along each piece). A gap ``[a, b]`` is *resolved* when
+    ``g(a) = g(b)`` and its chord matches the slope, ``|phi(b) - phi(a) - s(a) (b - a)| <= 64 eps
+    scale`` (``scale`` = the example's largest ``|phi| + sum_i |g_i|`` seen); it integrates exactly
+    to ``g(a) (b - a)``. Otherwise its value is the chord-consistent two-level model
+    ``g(a) t + g(b) (w - t)``, ``w = b - a``, with ``t`` where the two end tangents cross (exact
+    for a single kink; ``t = w / 2`` if the crossing is not inside), and it is split at that
+    crossing. Without pieces, a point that lands on a kink is confirmed by one more evaluation within
+    the kink's rounding width ``off = 2 * 64 eps scale / |s(b) - s(a)|``, since a tangent crossing
+    can also fall inside the first or last piece of several kinks; intervals of width ``<= 2 off``
+    around it count as resolved. Error estimates per feature: ``|g_i(b) - g_i(a)| w + |phi(b) -
+    phi(a) - sum_i est_i|`` on open gaps, a rounding term ``64 eps w (|g_i(a)| + |g_i(b)|)`` on
+    resolved ones. Once every gap is resolved the result is exact to rounding (measured: about one
+    evaluation per linear piece with pieces, as the exact method; 2 + about 3 without).
 
     ``method="kronrod"`` (smooth ``f``) first applies the nested rules G1 < G3 < K7 < P15 to all of
     [0, 1] (Gauss 1 and 3 points, Kronrod 7, Patterson 15; each reuses every gradient of the one
@@ -89,15 +97,17 @@ def adaptive_integrated_gradients(
     interval with the largest ``max_i e_ji``. Both estimates are the error of the *lower* rule, so
     for smooth integrands they overstate the accepted rule's error, often 10-1000x (measured on
     the benchmark's tanh/LSTM models); they are not scaled down (QUADPACK's
-    ``min(1, (200 |K - G| / resasc)^1.5)`` heuristic is not used) so that they stay above it. ``method="auto"`` (default) picks ``"piecewise"`` when
-    ``f``'s jaxpr (composed with a callable target) is piecewise linear in the input, the same test
-    :func:`jaxig.exact_integrated_gradients` applies, and ``"kronrod"`` otherwise.
+    ``min(1, (200 |K - G| / resasc)^1.5)`` heuristic is not used) so that they stay above it.
 
-    Limits of the estimates: they are estimates, not bounds. For ``"piecewise"`` an open interval
+    ``method="auto"`` (default) picks ``"piecewise"`` when ``f``'s jaxpr (composed with a callable
+    target) is piecewise linear in the input, the same test :func:`jaxig.exact_integrated_gradients`
+    applies, and ``"kronrod"`` otherwise.
+
+    Limits of the estimates: they are estimates, not bounds. For ``"piecewise"`` an open gap
     with several kinks can hide gradients that neither end shows, and two kinks can cancel in the
     chord while per-feature gradients change (measure-zero coincidences); ``f`` must be continuous
-    along the path (a jump, e.g. ``where(x > 0, x + 1, x)``, never resolves: the example ends
-    unconverged). For ``"kronrod"`` ``|K - G|`` cancels when several kinks share an interval (on a
+    along the path (a jump, e.g. ``where(x > 0, x + 1, x)``, never resolves: the example is
+    reported unconverged, with the jump in its error estimate). For ``"kronrod"`` ``|K - G|`` cancels when several kinks share an interval (on a
     trained ReLU MLP the true error exceeded ``rtol`` by up to 2x at ``rtol=1e-4``).
 
     The loop is a ``lax.while_loop`` over fixed-size buffers, so the function runs under
@@ -176,6 +186,43 @@ def _is_piecewise_linear(f, spec: TargetSpec, x) -> bool:
     return True
 
 
+def _piece_finder(f, spec: TargetSpec, baseline, direction):
+    """Returns ``find(alpha, lo, hi) -> (left, right)``, alpha's linear piece clipped to [lo, hi], or None.
+
+    As in :func:`jaxig.exact_integrated_gradients` (ExactLine): every switch quantity ``z`` of the
+    integrand's jaxpr is affine in ``a`` on alpha's piece, ``z(a) = z(alpha) + (a - alpha) z'(alpha)``
+    (``z'`` from one forward-mode pass), so the piece ends at the nearest zero crossing on either
+    side. ``left = right = alpha`` when alpha sits on a kink (within ``4 eps``). None when the
+    jaxpr is not piecewise linear (``method="piecewise"`` forced on a smooth ``f``).
+    """
+    row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), direction)
+    g = (lambda z: spec.fn(f(z))) if spec.kind == "callable" else f
+    closed = jax.make_jaxpr(g)(row)
+    try:
+        jax.eval_shape(lambda *a: eval_with_switches(closed, *a)[1], *jax.tree.leaves(row))
+    except TypeError:
+        return None
+
+    def one(b, d, a, lo, hi):
+        def switches(t):
+            p = jax.tree.map(lambda bb, dd: (bb + t.astype(bb.dtype) * dd)[None], b, d)
+            sw = eval_with_switches(closed, *jax.tree.leaves(p))[1]
+            return jnp.concatenate([jnp.ravel(v).astype(t.dtype) for v in sw] + [jnp.zeros(1, t.dtype)])
+
+        z, dz = jax.jvp(switches, (a,), (jnp.ones_like(a),))
+        ok = (dz != 0) & jnp.isfinite(z) & jnp.isfinite(dz)
+        t = a - z / jnp.where(ok, dz, 1)
+        on_kink = jnp.any(ok & (jnp.abs(t - a) <= 4 * jnp.finfo(a.dtype).eps * jnp.maximum(1, jnp.abs(a))))
+        right = jnp.clip(jnp.min(jnp.where(ok & (t > a), t, hi)), a, hi)
+        left = jnp.clip(jnp.max(jnp.where(ok & (t < a), t, lo)), lo, a)
+        return jnp.where(on_kink, a, left), jnp.where(on_kink, a, right)
+
+    def find(alpha, lo, hi):
+        return jax.vmap(one)(baseline, direction, alpha, lo, hi)
+
+    return find
+
+
 def _flatten(tree, batch):
     return jnp.concatenate([v.reshape(batch, -1) for v in jax.tree.leaves(tree)], 1)
 
@@ -190,16 +237,20 @@ def _piecewise(static: _Static, x, baseline, index, rtol, atol):
     d_flat = _flatten(direction, batch)
     all_k = spec.kind == "all"
 
-    def evaluate(alpha):  # (B,) -> phi (B, K), g (B, K, F) with g = grad F * (x - x')
+    find_piece = _piece_finder(f, spec, baseline, direction) if static.pieces else None
+
+    def evaluate(alpha, lo, hi):  # (B,) -> phi (B, K), g (B, K, F) with g = grad F * (x - x'), piece
         point = jax.tree.map(lambda b, d: b + alpha.reshape((-1,) + (1,) * (b.ndim - 1)).astype(b.dtype) * d,
                              baseline, direction)
         out, pullback = jax.vjp(f, point)
         ct = cotangents(spec, out, index)
+        left, right = find_piece(alpha, lo, hi) if find_piece else (alpha, alpha)
         if all_k:
             grads = jax.vmap(lambda c: _flatten(pullback(c)[0], batch))(ct)  # (K, B, F)
-            return select(spec, out, index).T.astype(dtype), jnp.moveaxis(grads, 0, 1) * d_flat[:, None]
+            return (select(spec, out, index).T.astype(dtype), jnp.moveaxis(grads, 0, 1) * d_flat[:, None],
+                    left, right)
         grads = _flatten(pullback(ct)[0], batch)
-        return select(spec, out, index)[:, None].astype(dtype), (grads * d_flat)[:, None]
+        return select(spec, out, index)[:, None].astype(dtype), (grads * d_flat)[:, None], left, right
 
     res = integrate_piecewise(evaluate, batch, dtype, static.max_evals, static.n_init, rtol, atol)
 

@@ -17,9 +17,16 @@ single kink would have to be,
 that lands on one tangent may be the kink or lie in the first/last piece of several kinks, so it
 is confirmed by one more point within the kink's rounding width: two evaluations per isolated kink.
 
+When the caller also knows each point's linear piece ``[l, r]`` (read off the jaxpr's switch
+quantities, as ExactLine does), ``g (r - l)`` is exact and the same analysis runs on the *gaps*
+between pieces, with ``phi`` extended along each piece to the gap's ends; every evaluation then
+removes a whole piece, so resolving a path costs about one evaluation per piece. A gap holds at
+least one unknown piece; its value ``g(a) t + g(b) (w - t)`` is the convex mix of the end
+gradients whose sum matches the known chord ``phi(b) - phi(a)``.
+
 Reference: Sotoudeh and Thakur, "Computing Linear Restrictions of Neural Networks", NeurIPS 2019
-(ExactLine) find the same pieces from the network's structure; here they are found from phi and g
-alone, so the loop runs under jit with fixed-size buffers.
+(ExactLine) find the same pieces from the network's structure; here the loop picks the gap with
+the largest error estimate and stops at the tolerance, under jit with fixed-size buffers.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class _Piece(NamedTuple):
     open: jax.Array  # (B,) bool: not resolved and still splittable
     split: jax.Array  # (B,) where to evaluate next if open
     priority: jax.Array  # (B,) max error if open, -1 otherwise
+    stuck: jax.Array  # (B,) bool: not resolved, yet too narrow to split in floating point
 
 
 def _analyse(a, b, pa, pb, ga, gb, scale) -> _Piece:
@@ -91,13 +99,15 @@ def _analyse(a, b, pa, pb, ga, gb, scale) -> _Piece:
     est = jnp.where(col(linear), 0.5 * (ga + gb) * col(w), est)
     defect = jnp.abs(chord - est.sum(-1))[..., None]
     err = jnp.where(col(linear), 0.0, dg * col(w) + defect) + rounding
-    resolved = linear | (at_end & narrow)
+    # a gap between two adjacent pieces (empty up to rounding) is resolved unless phi jumps across it
+    resolved = linear | (at_end & narrow) | (narrow & match_a & match_b)
     split = jnp.where(end_a, a + off, jnp.where(end_b, b - off,
                       a + jnp.where(inside, jnp.clip(t, off, w - off), 0.5 * w)))
     # An interval too narrow to split in floating point is left as it is (with its error).
     is_open = ~resolved & (split > a) & (split < b)
     priority = jnp.where(is_open, err.max((1, 2)), -1.0)
-    return _Piece(est, err, is_open, split, priority)
+    stuck = ~resolved & ~is_open
+    return _Piece(est, err, is_open, split, priority, stuck)
 
 
 class PiecewiseResult(NamedTuple):
@@ -107,32 +117,54 @@ class PiecewiseResult(NamedTuple):
     converged: jax.Array  # (B,)
 
 
+def _ends(alphas, phis, grads, left, right, li, ri, rows):
+    """Returns the gap between point li's piece and point ri's piece and phi, g at its two ends."""
+    a, b = right[li, rows], left[ri, rows]
+    ga, gb = grads[li, rows], grads[ri, rows]
+    # phi is affine on each point's piece: extend it from the point to the piece's end
+    pa = phis[li, rows] + ga.sum(-1) * (a - alphas[li, rows])[:, None]
+    pb = phis[ri, rows] + gb.sum(-1) * (b - alphas[ri, rows])[:, None]
+    return a, b, pa, pb, ga, gb
+
+
 def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n_init: int,
                         rtol, atol) -> PiecewiseResult:
     """Returns the integral over [0, 1] of ``g`` with per-feature error estimates, per example.
 
-    ``evaluate(alpha)`` maps alphas ``(B,)`` to ``(phi (B, K), g (B, K, F))``. Starts from
-    ``n_init + 1`` equally spaced points, then splits, per example, the open interval with the
-    largest error until ``max_k,i err_ki <= atol + rtol * max_i |est_ki|`` for every output ``k``,
-    no interval is open, or ``max_evals`` points were used.
+    ``evaluate(alpha, lo, hi)`` maps alphas ``(B,)`` inside ``[lo, hi]`` to ``(phi (B, K), g (B, K, F),
+    left (B,), right (B,))``, where ``[left, right]`` (within ``[lo, hi]``, containing alpha) is
+    known to lie in alpha's linear piece: then ``g (right - left)`` is exact and only the gaps
+    between pieces are analysed (``left = right = alpha`` when nothing is known). Starts from
+    ``n_init + 1`` equally spaced points, then evaluates, per example, the split point of the
+    open gap with the largest error until ``max_k,i err_ki <= atol + rtol * max_i |est_ki|`` for
+    every output ``k``, no gap is open, or ``max_evals`` points were used.
     """
     n = max_evals
     rows = jnp.arange(batch)
     grid = jnp.linspace(0.0, 1.0, n_init + 1, dtype=dtype)
-    phi0, g0 = jax.vmap(lambda a: evaluate(jnp.full((batch,), a, dtype)))(grid)  # (n_init+1, B, ...)
+    cell_lo = jnp.concatenate([grid[:1], grid[:-1]])
+    cell_hi = jnp.concatenate([grid[1:], grid[-1:]])
+    ones = jnp.ones((batch,), dtype)
+    phi0, g0, l0, r0 = jax.vmap(lambda a, lo, hi: evaluate(a * ones, lo * ones, hi * ones))(grid, cell_lo, cell_hi)
+    # neighbouring grid points may share a piece: let each piece start where the previous ends
+    l0 = jnp.maximum(l0, jnp.concatenate([jnp.zeros((1, batch), dtype), r0[:-1]]))
+    r0 = jnp.maximum(r0, l0)
     n_out, n_feat = g0.shape[2], g0.shape[3]
     alphas = jnp.zeros((n, batch), dtype).at[: n_init + 1].set(grid[:, None])
     phis = jnp.zeros((n, batch, n_out), dtype).at[: n_init + 1].set(phi0)
     grads = jnp.zeros((n, batch, n_out, n_feat), dtype).at[: n_init + 1].set(g0)
+    left = jnp.zeros((n, batch), dtype).at[: n_init + 1].set(l0)
+    right = jnp.zeros((n, batch), dtype).at[: n_init + 1].set(r0)
     scale = (jnp.abs(phi0) + jnp.abs(g0).sum(-1)).max(0)  # (B, K)
+    piece0 = (g0 * (r0 - l0)[..., None, None]).sum(0)
 
-    left = jnp.zeros((n - 1, batch), jnp.int32).at[:n_init].set(jnp.arange(n_init, dtype=jnp.int32)[:, None])
-    right = jnp.zeros((n - 1, batch), jnp.int32).at[:n_init].set(jnp.arange(1, n_init + 1, dtype=jnp.int32)[:, None])
-    first = jax.vmap(lambda i: _analyse(grid[i] * jnp.ones(batch, dtype), grid[i + 1] * jnp.ones(batch, dtype),
-                                        phi0[i], phi0[i + 1], g0[i], g0[i + 1], scale))(jnp.arange(n_init))
+    lpt = jnp.zeros((n - 1, batch), jnp.int32).at[:n_init].set(jnp.arange(n_init, dtype=jnp.int32)[:, None])
+    rpt = jnp.zeros((n - 1, batch), jnp.int32).at[:n_init].set(jnp.arange(1, n_init + 1, dtype=jnp.int32)[:, None])
+    first = jax.vmap(lambda i: _analyse(*_ends(alphas, phis, grads, left, right, i * jnp.ones(batch, jnp.int32),
+                                                (i + 1) * jnp.ones(batch, jnp.int32), rows), scale))(jnp.arange(n_init))
     priority = jnp.full((n - 1, batch), -1.0, dtype).at[:n_init].set(first.priority)
     split = jnp.zeros((n - 1, batch), dtype).at[:n_init].set(first.split)
-    est, err = first.est.sum(0), first.err.sum(0)
+    est, err = first.est.sum(0) + piece0, first.err.sum(0)
     n_open = first.open.sum(0).astype(jnp.int32)
     count = jnp.full((batch,), n_init + 1, jnp.int32)
 
@@ -145,52 +177,59 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
         return ~done(est, err, n_open) & (count < n)
 
     def body(state):
-        alphas, phis, grads, left, right, priority, split, est, err, n_open, count, scale = state
+        alphas, phis, grads, left, right, lpt, rpt, priority, split, est, err, n_open, count, scale = state
         live = active(state)
         j = jnp.argmax(priority, 0)
-        li, ri = left[j, rows], right[j, rows]
-        a, b = alphas[li, rows], alphas[ri, rows]
-        pa, pb = phis[li, rows], phis[ri, rows]
-        ga, gb = grads[li, rows], grads[ri, rows]
+        li, ri = lpt[j, rows], rpt[j, rows]
+        a, b, pa, pb, ga, gb = _ends(alphas, phis, grads, left, right, li, ri, rows)
         c = jnp.where(live, split[j, rows], a)
-        pc, gc = evaluate(c)
+        pc, gc, lc, rc = evaluate(c, a, b)
+        sc = gc.sum(-1)
         old_scale = scale
         scale = jnp.where(live[:, None], jnp.maximum(scale, jnp.abs(pc) + jnp.abs(gc).sum(-1)), scale)
-        # parent, left and right child in one batched analysis (one copy of its ops to compile)
+        pl = pc + sc * (lc - c)[:, None]  # phi at the ends of c's piece
+        pr = pc + sc * (rc - c)[:, None]
+        # parent, left and right gap in one batched analysis (one copy of its ops to compile)
         stack = lambda *v: jnp.stack(v)  # noqa: E731
-        three = jax.vmap(_analyse)(stack(a, a, c), stack(b, c, b), stack(pa, pa, pc), stack(pb, pc, pb),
+        three = jax.vmap(_analyse)(stack(a, a, rc), stack(b, lc, b), stack(pa, pa, pr), stack(pb, pl, pb),
                                    stack(ga, ga, gc), stack(gb, gc, gb), stack(old_scale, scale, scale))
         parent, lo, hi = (jax.tree.map(lambda v, i=i: v[i], three) for i in range(3))
-        slot = count - 1  # the new interval's index; the new point's is ``count``
+        slot = count - 1  # the new gap's index; the new point's is ``count``
 
         def put(buf, at, value):
             new = buf.at[at, rows].set(value)
             return jnp.where(live.reshape((1, batch) + (1,) * (buf.ndim - 2)), new, buf)
 
         alphas, phis, grads = put(alphas, count, c), put(phis, count, pc), put(grads, count, gc)
-        right = put(put(right, j, count), slot, ri)
-        left = put(left, slot, count)
+        left, right = put(left, count, lc), put(right, count, rc)
+        rpt = put(put(rpt, j, count), slot, ri)
+        lpt = put(lpt, slot, count)
         priority = put(put(priority, j, lo.priority), slot, hi.priority)
         split = put(put(split, j, lo.split), slot, hi.split)
         m = live[:, None, None]
-        est = jnp.where(m, est + lo.est + hi.est - parent.est, est)
+        piece = gc * (rc - lc)[:, None, None]
+        est = jnp.where(m, est + lo.est + hi.est + piece - parent.est, est)
         err = jnp.where(m, jnp.maximum(err + lo.err + hi.err - parent.err, 0), err)
         n_open = n_open + live * (lo.open.astype(jnp.int32) + hi.open - 1)
-        return alphas, phis, grads, left, right, priority, split, est, err, n_open, count + live, scale
+        return alphas, phis, grads, left, right, lpt, rpt, priority, split, est, err, n_open, count + live, scale
 
-    state = (alphas, phis, grads, left, right, priority, split, est, err, n_open, count, scale)
+    state = (alphas, phis, grads, left, right, lpt, rpt, priority, split, est, err, n_open, count, scale)
     state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
-    alphas, phis, grads, left, right, priority, split, est, err, n_open, count, scale = state
-    converged = done(est, err, n_open)
+    alphas, phis, grads, left, right, lpt, rpt, priority, split, est, err, n_open, count, scale = state
 
-    # Re-sum every interval from its end points: the running totals above drift by rounding.
+    # Re-sum every gap and piece from its end points: the running totals above drift by rounding.
     def add(j, acc):
-        li, ri = left[j], right[j]
-        p = _analyse(alphas[li, rows], alphas[ri, rows], phis[li, rows], phis[ri, rows],
-                     grads[li, rows], grads[ri, rows], scale)
+        p = _analyse(*_ends(alphas, phis, grads, left, right, lpt[j], rpt[j], rows), scale)
         used = (j < count - 1)[:, None, None]
-        return acc[0] + jnp.where(used, p.est, 0), acc[1] + jnp.where(used, p.err, 0)
+        piece = grads[j] * (right[j] - left[j])[:, None, None]
+        has = (j < count)[:, None, None]
+        return (acc[0] + jnp.where(used, p.est, 0) + jnp.where(has, piece, 0), acc[1] + jnp.where(used, p.err, 0),
+                acc[2] + (used[:, 0, 0] & p.stuck))
 
     zero = jnp.zeros_like(est)
-    est, err = jax.lax.fori_loop(0, jnp.max(count) - 1, add, (zero, zero))
+    est, err, n_stuck = jax.lax.fori_loop(0, jnp.max(count), add, (zero, zero, jnp.zeros((batch,), jnp.int32)))
+    # Converged: the tolerance is met, or every gap was resolved (none left only because it is
+    # too narrow to split, as around a jump of f).
+    bound = atol + rtol * jnp.abs(est).max(-1)
+    converged = jnp.all(err.max(-1) <= bound, -1) | ((n_open == 0) & (n_stuck == 0))
     return PiecewiseResult(est, err, count, converged)
