@@ -25,7 +25,8 @@ class AdaptiveInfo(NamedTuple):
     Attributes:
       n_evals: int ``(B,)``, gradient evaluations spent on each example.
       error: per-feature error estimate of the attributions, shaped like them.
-      n_intervals: int ``(B,)``, the number of sub-intervals of [0, 1] at the end.
+      n_intervals: int ``(B,)``, the number of sub-intervals of [0, 1] at the end (``"piecewise"``:
+        ``n_evals - 1``, the gaps between evaluated points).
       converged: bool ``(B,)``, whether the tolerance was met within ``max_evals``.
     """
 

@@ -135,7 +135,8 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
     left (B,), right (B,))``, where ``[left, right]`` (within ``[lo, hi]``, containing alpha) is
     known to lie in alpha's linear piece: then ``g (right - left)`` is exact and only the gaps
     between pieces are analysed (``left = right = alpha`` when nothing is known). Starts from
-    ``n_init + 1`` equally spaced points, then evaluates, per example, the split point of the
+    ``n_init + 1`` equally spaced points (only the first, for an example whose first piece is all
+    of [0, 1]), then evaluates, per example, the split point of the
     open gap with the largest error until ``max_k,i err_ki <= atol + rtol * max_i |est_ki|`` for
     every output ``k``, no gap is open, or ``max_evals`` points were used.
     """
@@ -145,7 +146,14 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
     cell_lo = jnp.concatenate([grid[:1], grid[:-1]])
     cell_hi = jnp.concatenate([grid[1:], grid[-1:]])
     ones = jnp.ones((batch,), dtype)
-    phi0, g0, l0, r0 = jax.vmap(lambda a, lo, hi: evaluate(a * ones, lo * ones, hi * ones))(grid, cell_lo, cell_hi)
+    at = lambda a, lo, hi: evaluate(a * ones, lo * ones, hi * ones)  # noqa: E731
+    first_point = at(grid[0], cell_lo[0], cell_hi[0])
+    # The first point's piece may be the whole path (f linear along it): the rest is not needed.
+    whole = first_point[3] >= 1
+    rest_shape = jax.eval_shape(lambda: jax.vmap(at)(grid[1:], cell_lo[1:], cell_hi[1:]))
+    rest = jax.lax.cond(jnp.any(~whole), lambda: jax.vmap(at)(grid[1:], cell_lo[1:], cell_hi[1:]),
+                        lambda: jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype), rest_shape))
+    phi0, g0, l0, r0 = (jnp.concatenate([u[None], v]) for u, v in zip(first_point, rest))
     # neighbouring grid points may share a piece: let each piece start where the previous ends
     l0 = jnp.maximum(l0, jnp.concatenate([jnp.zeros((1, batch), dtype), r0[:-1]]))
     r0 = jnp.maximum(r0, l0)
@@ -164,9 +172,11 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
                                                 (i + 1) * jnp.ones(batch, jnp.int32), rows), scale))(jnp.arange(n_init))
     priority = jnp.full((n - 1, batch), -1.0, dtype).at[:n_init].set(first.priority)
     split = jnp.zeros((n - 1, batch), dtype).at[:n_init].set(first.split)
-    est, err = first.est.sum(0) + piece0, first.err.sum(0)
-    n_open = first.open.sum(0).astype(jnp.int32)
-    count = jnp.full((batch,), n_init + 1, jnp.int32)
+    est = piece0 + jnp.where(whole[:, None, None], 0, first.est.sum(0))
+    err = jnp.where(whole[:, None, None], 0, first.err.sum(0))
+    n_open = jnp.where(whole, 0, first.open.sum(0).astype(jnp.int32))
+    priority = jnp.where(whole, -1.0, priority)
+    count = jnp.where(whole, 1, n_init + 1).astype(jnp.int32)
 
     def done(est, err, n_open):
         bound = atol + rtol * jnp.abs(est).max(-1)

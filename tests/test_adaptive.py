@@ -158,7 +158,12 @@ def test_linear_is_exact_with_one_interval():
     x = jnp.array([[1.0, 2.0, 3.0], [0.5, 0.5, -1.0]])
     attr, info = adaptive_integrated_gradients(lambda z: z @ w, x, rtol=1e-12)
     np.testing.assert_allclose(attr, x * w, rtol=1e-14)
-    assert info.n_evals.tolist() == [2, 2]
+    assert info.n_evals.tolist() == [1, 1]  # the first point's linear piece is the whole path
+    # relu(z.w + 1): example 0 stays on one piece (1 eval), example 1 switches at a = 1/3 (2 evals)
+    x2 = jnp.array([[0.5, 0.0, 0.0], [-3.0, 0.0, 0.0]])
+    attr, info = adaptive_integrated_gradients(lambda z: jax.nn.relu(z @ w + 1), x2, rtol=0.0)
+    np.testing.assert_allclose(attr, x2 * w * jnp.array([[1.0], [1.0 / 3.0]]), rtol=1e-14)
+    assert info.n_evals.tolist() == [1, 2] and bool(info.converged.all())
     attr, info = adaptive_integrated_gradients(lambda z: z @ w, x, rtol=1e-12, method="kronrod")
     np.testing.assert_allclose(attr, x * w, rtol=1e-14)
     assert info.n_evals.tolist() == [3, 3]  # G3 agrees with G1 on a constant integrand
