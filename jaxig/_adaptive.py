@@ -108,8 +108,10 @@ def adaptive_integrated_gradients(
     with several kinks can hide gradients that neither end shows, and two kinks can cancel in the
     chord while per-feature gradients change (measure-zero coincidences); ``f`` must be continuous
     along the path (a jump, e.g. ``where(x > 0, x + 1, x)``, never resolves: the example is
-    reported unconverged, with the jump in its error estimate). For ``"kronrod"`` ``|K - G|`` cancels when several kinks share an interval (on a
-    trained ReLU MLP the true error exceeded ``rtol`` by up to 2x at ``rtol=1e-4``).
+    reported unconverged, with the jump in its error estimate). For ``"kronrod"`` ``|K - G|`` (and
+    ``|Q_k - Q_{k-1}|``) cancels when several kinks share an interval: on a trained ReLU MLP the
+    true error exceeded ``rtol`` by up to 2x at ``rtol=1e-4``, and the nested start stopped at 6
+    evaluations per example (mean) with error 0.16 at ``rtol=0.1``.
 
     The loop is a ``lax.while_loop`` over fixed-size buffers, so the function runs under
     ``jax.jit`` and ``jax.vmap``.

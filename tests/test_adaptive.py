@@ -1,5 +1,7 @@
 """Adaptive IG: per-feature error control against exact integrals, jit/vmap, budgets, both methods."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,7 @@ def x64():
         yield
 
 
+@functools.lru_cache  # the same f objects across tests: compiled programs are reused
 def _nets():
     ks = jax.random.split(jax.random.PRNGKey(0), 4)
     w1 = jax.random.normal(ks[0], (6, 24)) / np.sqrt(6)
@@ -26,6 +29,7 @@ def _nets():
     return relu, tanh, jax.random.normal(ks[3], (3, 6))
 
 
+@functools.lru_cache
 def _deep_relu():
     ks = jax.random.split(jax.random.PRNGKey(1), 5)
     w1 = jax.random.normal(ks[0], (8, 32)) / np.sqrt(8)
@@ -222,6 +226,7 @@ def test_bad_settings_raise():
         adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), method="simpson")
 
 
+@functools.lru_cache
 def _single_index(scale=3.0):
     w = jax.random.normal(jax.random.PRNGKey(6), (6,)) / 2
     x = jax.random.normal(jax.random.PRNGKey(7), (16, 6))
