@@ -14,7 +14,7 @@ from . import _checks
 from ._adaptive_pwl import integrate_piecewise
 from ._kronrod import NESTED_SIZES, PAIRS, nested_rules
 from ._baselines import resolve_baseline
-from ._pwl import eval_with_switches
+from ._pwl import eval_with_switches, linear_piece
 from ._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
 
 __all__ = ["adaptive_integrated_gradients", "AdaptiveInfo"]
@@ -206,19 +206,7 @@ def _piece_finder(f, spec: TargetSpec, baseline, direction):
     except TypeError:
         return None
 
-    def one(b, d, a, lo, hi):
-        def switches(t):
-            p = jax.tree.map(lambda bb, dd: (bb + t.astype(bb.dtype) * dd)[None], b, d)
-            sw = eval_with_switches(closed, *jax.tree.leaves(p))[1]
-            return jnp.concatenate([jnp.ravel(v).astype(t.dtype) for v in sw] + [jnp.zeros(1, t.dtype)])
-
-        z, dz = jax.jvp(switches, (a,), (jnp.ones_like(a),))
-        ok = (dz != 0) & jnp.isfinite(z) & jnp.isfinite(dz)
-        t = a - z / jnp.where(ok, dz, 1)
-        on_kink = jnp.any(ok & (jnp.abs(t - a) <= 4 * jnp.finfo(a.dtype).eps * jnp.maximum(1, jnp.abs(a))))
-        right = jnp.clip(jnp.min(jnp.where(ok & (t > a), t, hi)), a, hi)
-        left = jnp.clip(jnp.max(jnp.where(ok & (t < a), t, lo)), lo, a)
-        return jnp.where(on_kink, a, left), jnp.where(on_kink, a, right)
+    one = functools.partial(linear_piece, closed)
 
     def find(alpha, lo, hi):
         return jax.vmap(one)(baseline, direction, alpha, lo, hi)

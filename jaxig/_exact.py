@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _checks
 from ._baselines import resolve_baseline
-from ._pwl import eval_with_switches
+from ._pwl import linear_piece
 from ._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
 
 __all__ = ["exact_integrated_gradients", "ExactInfo"]
@@ -190,23 +190,8 @@ def _round(static: _Static, baseline, direction, index, idx, lo, hi):
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), baseline)
     closed = jax.make_jaxpr(static.f)(row)
 
-    def piece(b, dv, a, lo_r, hi_r):
-        def switches(t):
-            p = jax.tree.map(lambda bb, dd: (bb + t.astype(bb.dtype) * dd)[None], b, dv)
-            sw = eval_with_switches(closed, *jax.tree.leaves(p))[1]
-            return jnp.concatenate([jnp.ravel(s).astype(t.dtype) for s in sw] + [jnp.zeros(1, t.dtype)])
-
-        z, dz = jax.jvp(switches, (a,), (jnp.ones_like(a),))
-        tol = 4 * jnp.finfo(a.dtype).eps * jnp.maximum(1, jnp.abs(a))
-        ok = (dz != 0) & jnp.isfinite(z) & jnp.isfinite(dz)
-        t = a - z / jnp.where(ok, dz, 1)
-        on_kink = jnp.any(ok & (jnp.abs(t - a) <= tol))
-        right = jnp.minimum(hi_r, jnp.min(jnp.where(ok & (t > a), t, hi_r)))
-        left = jnp.maximum(lo_r, jnp.max(jnp.where(ok & (t < a), t, lo_r)))
-        # A kink exactly at the evaluation point: its gradient is one-sided, so claim no piece
-        # and let the two halves be searched instead.
-        return jnp.where(on_kink, a, left), jnp.where(on_kink, a, right)
-
+    # A kink exactly at the evaluation point claims no piece: the two halves are searched instead.
+    piece = functools.partial(linear_piece, closed)
     left, right = jax.vmap(piece)(base, d, alpha, lo, hi)
     points = jax.tree.map(lambda bb, dd: bb + alpha.astype(bb.dtype).reshape((-1,) + (1,) * (bb.ndim - 1))
                           * dd, base, d)

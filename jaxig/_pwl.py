@@ -25,13 +25,14 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jex_core
 
 from ._prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
 
-__all__ = ["eval_with_switches"]
+__all__ = ["eval_with_switches", "linear_piece"]
 
 _CONST, _PWC, _AFF = 0, 1, 2  # constant, piecewise constant, piecewise affine in the input
 
@@ -181,3 +182,27 @@ def eval_with_switches(closed: jex_core.ClosedJaxpr, *args) -> tuple[list, list]
     switches: list = []
     outs = _eval(closed.jaxpr, closed.consts, list(args), [_AFF] * len(args), switches)
     return [o for o, _ in outs], switches
+
+
+def linear_piece(closed: jex_core.ClosedJaxpr, b, d, a, lo, hi):
+    """Returns ``(left, right)``: the linear piece of ``a -> f(b + a d)`` that contains ``a``, within ``[lo, hi]``.
+
+    ``closed`` is f's jaxpr for one example (leading axis 1), ``b`` and ``d`` pytrees of one example's
+    baseline and direction, ``a``, ``lo``, ``hi`` scalars. Every switch quantity ``z`` (what a
+    ``max``/``select``/``abs`` compares with zero) is affine in ``a`` on the piece, ``z(t) = z(a) +
+    (t - a) z'(a)`` (``z'`` from one forward-mode pass), so the piece ends at the nearest zero
+    crossing on either side (ExactLine's construction). ``left = right = a`` when ``a`` sits on a
+    kink (a crossing within ``4 eps`` of it): its gradient is one-sided there, so no piece is claimed.
+    """
+    def switches(t):
+        p = jax.tree.map(lambda bb, dd: (bb + t.astype(bb.dtype) * dd)[None], b, d)
+        sw = eval_with_switches(closed, *jax.tree.leaves(p))[1]
+        return jnp.concatenate([jnp.ravel(v).astype(t.dtype) for v in sw] + [jnp.zeros(1, t.dtype)])
+
+    z, dz = jax.jvp(switches, (a,), (jnp.ones_like(a),))
+    ok = (dz != 0) & jnp.isfinite(z) & jnp.isfinite(dz)
+    t = a - z / jnp.where(ok, dz, 1)
+    on_kink = jnp.any(ok & (jnp.abs(t - a) <= 4 * jnp.finfo(a.dtype).eps * jnp.maximum(1, jnp.abs(a))))
+    right = jnp.clip(jnp.min(jnp.where(ok & (t > a), t, hi)), a, hi)
+    left = jnp.clip(jnp.max(jnp.where(ok & (t < a), t, lo)), lo, a)
+    return jnp.where(on_kink, a, left), jnp.where(on_kink, a, right)
