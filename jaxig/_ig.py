@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -164,7 +165,10 @@ def _affine_split(f, x):
     structs = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), x)
     try:
         return split_affine_prefix(f, structs)
-    except Exception:  # the split only saves time: a program it cannot read runs unsplit
+    except Exception as err:  # the split only saves time: a program it cannot read runs unsplit
+        # ...but say so, or a bug in the split would only ever show as lost speed.
+        warnings.warn(f"jaxig: the affine-prefix speed-up was skipped for this f ({type(err).__name__}: "
+                      f"{err}); attributions are computed without it", RuntimeWarning, stacklevel=2)
         return None
 
 

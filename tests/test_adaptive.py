@@ -19,11 +19,11 @@ def x64():
 
 
 @functools.lru_cache  # the same f objects across tests: compiled programs are reused
-def _nets():
+def _nets(dtype=jnp.float64):
     ks = jax.random.split(jax.random.PRNGKey(0), 4)
-    w1 = jax.random.normal(ks[0], (6, 24)) / np.sqrt(6)
-    b1 = 0.5 * jax.random.normal(ks[1], (24,))
-    w2 = jax.random.normal(ks[2], (24, 2)) / np.sqrt(24)
+    w1 = (jax.random.normal(ks[0], (6, 24)) / np.sqrt(6)).astype(dtype)
+    b1 = (0.5 * jax.random.normal(ks[1], (24,))).astype(dtype)
+    w2 = (jax.random.normal(ks[2], (24, 2)) / np.sqrt(24)).astype(dtype)
     relu = lambda x: jax.nn.relu(x @ w1 + b1) @ w2
     tanh = lambda x: jnp.tanh(x @ w1 + b1) @ w2
     return relu, tanh, jax.random.normal(ks[3], (3, 6))
@@ -205,9 +205,10 @@ def test_jit_vmap_pytree_and_target_all(method):
 def test_float32_piecewise_reaches_single_precision():
     relu, _, x = _nets()
     exact = exact_integrated_gradients(relu, x, 0.2, target=1)
+    relu32 = _nets(jnp.float32)[0]  # float32 weights too: the whole computation in single precision
     with jax.enable_x64(False):
         f32 = jax.tree.map(lambda v: v.astype(jnp.float32), x)
-        attr, info = adaptive_integrated_gradients(relu, f32, 0.2, target=1, rtol=0.0)
+        attr, info = adaptive_integrated_gradients(relu32, f32, 0.2, target=1, rtol=0.0)
     assert attr.dtype == jnp.float32 and bool(info.converged.all())
     assert np.all(_rel(attr, exact) <= 1e-5)
 

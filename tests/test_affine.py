@@ -245,3 +245,23 @@ def test_prng_keys_inside_f_do_not_stop_the_split():
 
     x = jnp.ones((5, W1.shape[0]))
     assert split_affine_prefix(noisy, x) is not None
+
+
+def test_a_failing_split_warns_and_falls_back_to_the_unsplit_result(monkeypatch):
+    """The split only saves time: if it breaks, IG is still right, and the user is told."""
+    import jaxig
+    import jaxig._ig as ig_module
+
+    w = jax.random.normal(jax.random.PRNGKey(3), (5, 4))
+    f = lambda z: jnp.tanh(z @ w).sum(-1)  # noqa: E731
+    x = jax.random.normal(jax.random.PRNGKey(4), (3, 5))
+    want = jaxig.integrated_gradients(f, x, n_steps=16)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(ig_module, "split_affine_prefix", broken)
+    g = lambda z: jnp.tanh(z @ w).sum(-1)  # noqa: E731  (a new f: not served from the cache)
+    with pytest.warns(RuntimeWarning, match="simulated bug"):
+        got = jaxig.integrated_gradients(g, x, n_steps=16)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
