@@ -218,10 +218,41 @@ def _flatten(tree, batch):
     return jnp.concatenate([v.reshape(batch, -1) for v in jax.tree.leaves(tree)], 1)
 
 
+def _path_gradients(f, spec: TargetSpec, index, baseline, direction, alpha, batch, dtype):
+    """Returns ``(phi (B, K), grad (B, K, F))`` at ``x' + alpha (x - x')``, one alpha ``(B,)`` per example.
+
+    ``phi`` is the explained output, ``grad`` its input gradient flattened over x's leaves (``K``
+    outputs for ``target="all"``, else 1).
+    """
+    point = jax.tree.map(lambda b, d: b + alpha.reshape((-1,) + (1,) * (b.ndim - 1)).astype(b.dtype) * d,
+                         baseline, direction)
+    out, pullback = jax.vjp(f, point)
+    ct = cotangents(spec, out, index)
+    if spec.kind == "all":
+        grads = jax.vmap(lambda c: _flatten(pullback(c)[0], batch))(ct)  # (K, B, F)
+        return select(spec, out, index).T.astype(dtype), jnp.moveaxis(grads, 0, 1)
+    return select(spec, out, index)[:, None].astype(dtype), _flatten(pullback(ct)[0], batch)[:, None]
+
+
+def _unflat(flat, x, all_k: bool):
+    """Returns the ``(B, K, F)`` array ``flat`` as a pytree like ``x`` (leading ``K`` axis if ``all_k``)."""
+    leaves, treedef = jax.tree.flatten(x)
+    out, start = [], 0
+    for leaf in leaves:
+        n = int(np.prod(leaf.shape[1:]))
+        part = flat[:, :, start:start + n]
+        start += n
+        if all_k:
+            out.append(jnp.moveaxis(part, 1, 0).reshape((-1,) + leaf.shape).astype(leaf.dtype))
+        else:
+            out.append(part[:, 0].reshape(leaf.shape).astype(leaf.dtype))
+    return jax.tree.unflatten(treedef, out)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _piecewise(static: _Static, x, baseline, index, rtol, atol):
     f, spec = static.f, static.target
-    leaves, treedef = jax.tree.flatten(x)
+    leaves = jax.tree.leaves(x)
     batch = leaves[0].shape[0]
     dtype = jnp.result_type(*leaves)
     direction = jax.tree.map(jnp.subtract, x, baseline)
@@ -231,61 +262,30 @@ def _piecewise(static: _Static, x, baseline, index, rtol, atol):
     find_piece = _piece_finder(f, spec, baseline, direction) if static.pieces else None
 
     def evaluate(alpha, lo, hi):  # (B,) -> phi (B, K), g (B, K, F) with g = grad F * (x - x'), piece
-        point = jax.tree.map(lambda b, d: b + alpha.reshape((-1,) + (1,) * (b.ndim - 1)).astype(b.dtype) * d,
-                             baseline, direction)
-        out, pullback = jax.vjp(f, point)
-        ct = cotangents(spec, out, index)
+        phi, grads = _path_gradients(f, spec, index, baseline, direction, alpha, batch, dtype)
         left, right = find_piece(alpha, lo, hi) if find_piece else (alpha, alpha)
-        if all_k:
-            grads = jax.vmap(lambda c: _flatten(pullback(c)[0], batch))(ct)  # (K, B, F)
-            return (select(spec, out, index).T.astype(dtype), jnp.moveaxis(grads, 0, 1) * d_flat[:, None],
-                    left, right)
-        grads = _flatten(pullback(ct)[0], batch)
-        return select(spec, out, index)[:, None].astype(dtype), (grads * d_flat)[:, None], left, right
+        return phi, grads * d_flat[:, None], left, right
 
     res = integrate_piecewise(evaluate, batch, dtype, static.max_evals, static.n_init, rtol, atol)
-
-    def unflat(flat):  # (B, K, F) -> pytree like x (leading K axis for "all")
-        out, start = [], 0
-        for leaf in leaves:
-            n = int(np.prod(leaf.shape[1:]))
-            part = flat[:, :, start:start + n]
-            start += n
-            if all_k:
-                out.append(jnp.moveaxis(part, 1, 0).reshape((-1,) + leaf.shape).astype(leaf.dtype))
-            else:
-                out.append(part[:, 0].reshape(leaf.shape).astype(leaf.dtype))
-        return jax.tree.unflatten(treedef, out)
-
-    info = AdaptiveInfo(n_evals=res.n_evals, error=unflat(res.err), n_intervals=res.n_evals - 1,
+    info = AdaptiveInfo(n_evals=res.n_evals, error=_unflat(res.err, x, all_k), n_intervals=res.n_evals - 1,
                         converged=res.converged)
-    return unflat(res.est), info
+    return _unflat(res.est, x, all_k), info
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _adaptive(static: _Static, x, baseline, index, rtol, atol):
     f, spec = static.f, static.target
-    leaves, treedef = jax.tree.flatten(x)
+    leaves = jax.tree.leaves(x)
     batch = leaves[0].shape[0]
     dtype = jnp.result_type(*leaves)
     direction = jax.tree.map(jnp.subtract, x, baseline)
     all_k = spec.kind == "all"
+    n_out = out_struct_k(f, x) if all_k else 1
 
-    def flat_grads(alpha):  # (B,) alphas, one per example -> (B, F) gradients
-        point = jax.tree.map(lambda b, d: b + alpha.reshape((-1,) + (1,) * (b.ndim - 1)) * d,
-                             baseline, direction)
-        out, pullback = jax.vjp(f, point)
-        ct = cotangents(spec, out, index)
-        if all_k:
-            g = jax.vmap(pullback)(ct)[0]  # leaves (K, B, ...)
-            return jnp.concatenate([jnp.moveaxis(v, 0, 1).reshape(batch, -1) for v in jax.tree.leaves(g)], 1)
-        return jnp.concatenate([v.reshape(batch, -1) for v in jax.tree.leaves(pullback(ct)[0])], 1)
+    def flat_grads(alpha):  # (B,) alphas, one per example -> (B, K * F) gradients, output-major
+        return _path_gradients(f, spec, index, baseline, direction, alpha, batch, dtype)[1].reshape(batch, -1)
 
-    d_flat = jnp.concatenate([v.reshape(batch, -1) for v in jax.tree.leaves(direction)], 1)
-    if all_k:
-        n_out = out_struct_k(f, x)
-        d_flat = jnp.concatenate([jnp.tile(v.reshape(batch, 1, -1), (1, n_out, 1)).reshape(batch, -1)
-                                  for v in jax.tree.leaves(direction)], 1)
+    d_flat = jnp.tile(_flatten(direction, batch), (1, n_out))  # matches flat_grads' (K, F) layout
     d_abs = jnp.abs(d_flat)
     nodes, wk, wg = (jnp.asarray(t, dtype) for t in PAIRS[static.kronrod])
     n_nodes = nodes.shape[0]
@@ -371,19 +371,8 @@ def _adaptive(static: _Static, x, baseline, index, rtol, atol):
     state = jax.lax.while_loop(cond, body, (lo, hi, est, err, count, steps0))
     _, _, est, err, count, steps = state
 
-    def unflat(flat):
-        out, start = [], 0
-        for leaf in jax.tree.leaves(x):
-            n = int(np.prod(leaf.shape[1:]))
-            if all_k:
-                k = n_out
-                part = flat[:, start:start + k * n].reshape((batch, k) + leaf.shape[1:])
-                out.append(jnp.moveaxis(part, 1, 0).astype(leaf.dtype))
-                start += k * n
-            else:
-                out.append(flat[:, start:start + n].reshape(leaf.shape).astype(leaf.dtype))
-                start += n
-        return jax.tree.unflatten(treedef, out)
+    def unflat(flat):  # (B, K * F) -> pytree like x
+        return _unflat(flat.reshape(batch, n_out, -1), x, all_k)
 
     attr = unflat(d_flat * est.sum(0))
     info = AdaptiveInfo(n_evals=base + 2 * n_nodes * steps, error=unflat(d_abs * err.sum(0)),
