@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import leaf_name
+from ._validate import leaf_name
 
 
 def resolve_baseline(baseline: Any, x: Any) -> Any:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import is_concrete
+from ._validate import is_concrete
 
 ALL = "all"
 

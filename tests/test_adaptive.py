@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import jaxig
-from jaxig._adaptive import adaptive_integrated_gradients
-from jaxig._exact import exact_integrated_gradients
+from jaxig._methods.adaptive import adaptive_integrated_gradients
+from jaxig._methods.exact import exact_integrated_gradients
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def _deep_relu():
 
 def _points_only(f, x, baseline=None, *, target=None, rtol=1e-3, max_evals=2048):
     """The kink-aware method from phi and g at points alone (as for a piecewise f it cannot read)."""
-    from jaxig._adaptive import _piecewise, _Static
+    from jaxig._methods.adaptive import _piecewise, _Static
     from jaxig._baselines import resolve_baseline
     from jaxig._targets import resolve_target
 

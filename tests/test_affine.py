@@ -1,4 +1,4 @@
-"""Tests of jaxig._affine.split_affine_prefix: f = g o A with A affine, and IG through the split."""
+"""Tests of jaxig._jaxpr.affine.split_affine_prefix: f = g o A with A affine, and IG through the split."""
 
 import functools
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxig._affine import split_affine_prefix
+from jaxig._jaxpr.affine import split_affine_prefix
 
 jax.config.update("jax_enable_x64", False)
 
@@ -250,7 +250,7 @@ def test_prng_keys_inside_f_do_not_stop_the_split():
 def test_a_failing_split_warns_and_falls_back_to_the_unsplit_result(monkeypatch):
     """The split only saves time: if it breaks, IG is still right, and the user is told."""
     import jaxig
-    import jaxig._ig as ig_module
+    import jaxig._methods.integrated as ig_module
 
     w = jax.random.normal(jax.random.PRNGKey(3), (5, 4))
     f = lambda z: jnp.tanh(z @ w).sum(-1)  # noqa: E731

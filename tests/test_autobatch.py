@@ -1,11 +1,11 @@
-"""Tests of jaxig._autobatch.auto_alpha_batch_size: chunk size from f's intermediate bytes."""
+"""Tests of jaxig._quadrature.autobatch.auto_alpha_batch_size: chunk size from f's intermediate bytes."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from jaxig._autobatch import auto_alpha_batch_size
+from jaxig._quadrature.autobatch import auto_alpha_batch_size
 
 W = jnp.ones((8, 32), jnp.float32)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxig
-from jaxig._exact import exact_integrated_gradients
+from jaxig._methods.exact import exact_integrated_gradients
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxig._kronrod import NESTED_SIZES, PAIRS, nested_rules
+from jaxig._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
 
 
 def _exact_up_to(nodes, weights, max_degree=40):

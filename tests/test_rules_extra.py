@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxig
-from jaxig._rules_extra import ClenshawCurtis, GaussLobatto, MonteCarlo, QuasiMonteCarlo
+from jaxig import ClenshawCurtis, GaussLobatto, MonteCarlo, QuasiMonteCarlo
 
 
 @pytest.mark.parametrize("rule, degree", [(GaussLobatto(), lambda n: 2 * n - 3),

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._axioms_utils import select, tile_target, unflatten
+from ._utils import select, tile_target, unflatten
 
 _ROWS_PER_CALL = 1 << 16  # rows of f evaluations per call when probing many features at once
 

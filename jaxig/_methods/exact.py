@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
-from ._baselines import resolve_baseline
-from ._pwl import linear_piece
-from ._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
+from .. import _validate as _checks
+from .._baselines import resolve_baseline
+from .._jaxpr.pwl import linear_piece
+from .._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
 
 __all__ = ["exact_integrated_gradients", "ExactInfo"]
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jex_core
 
-from ._prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
+from .prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
 
 __all__ = ["eval_with_switches", "linear_piece"]
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
-from ._prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
+from .prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
 
 __all__ = ["split_affine_prefix"]
 

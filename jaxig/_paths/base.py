@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-__all__ = ["AbstractPath", "StraightLine"]
+__all__ = ["AbstractPath"]
 
 
 class AbstractPath(struct.PyTreeNode, abc.ABC):
@@ -41,18 +41,3 @@ class AbstractPath(struct.PyTreeNode, abc.ABC):
         """Returns ``(gamma(alpha), d gamma / d alpha)``."""
         alpha = jnp.asarray(alpha)
         return jax.jvp(lambda a: self(a, x, baseline), (alpha,), (jnp.ones_like(alpha),))
-
-
-class StraightLine(AbstractPath):
-    """The straight line ``gamma(alpha) = baseline + alpha * (x - baseline)``; derivative ``x - baseline``."""
-
-    is_straight: ClassVar[bool] = True
-
-    def __call__(self, alpha, x, baseline):
-        return jax.tree.map(lambda xi, bi: bi + alpha.astype(xi.dtype) * (xi - bi), x, baseline)
-
-    def derivative(self, alpha, x, baseline):
-        return jax.tree.map(jnp.subtract, x, baseline)
-
-    def value_and_derivative(self, alpha, x, baseline):
-        return self(jnp.asarray(alpha), x, baseline), self.derivative(alpha, x, baseline)

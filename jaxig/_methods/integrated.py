@@ -11,14 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
-from ._accumulate import check_batch_size
-from ._affine import split_affine_prefix
-from ._autobatch import auto_alpha_batch_size
-from ._baselines import resolve_baseline
-from ._paths import AbstractPath, StraightLine
-from ._rules import AbstractRule, GaussLegendre
-from ._targets import TargetSpec, check_target_fits, cotangents, index_valid, resolve_target, select
+from .. import _validate as _checks
+from .._quadrature.accumulate import check_batch_size
+from .._jaxpr.affine import split_affine_prefix
+from .._quadrature.autobatch import auto_alpha_batch_size
+from .._baselines import resolve_baseline
+from .._paths.base import AbstractPath
+from .._paths.straight import StraightLine
+from .._quadrature.base import AbstractRule
+from .._quadrature.gauss import GaussLegendre
+from .._targets import TargetSpec, check_target_fits, cotangents, index_valid, resolve_target, select
 
 
 @dataclasses.dataclass(frozen=True)

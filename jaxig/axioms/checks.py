@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._axioms_probe import detect_dummies, dummy_mask, sample_points
-from ._axioms_utils import (
+from ._probe import detect_dummies, dummy_mask, sample_points
+from ._utils import (
     AxiomResult,
     call_method,
     flatten,
@@ -42,8 +42,8 @@ from ._axioms_utils import (
     unflatten,
     where,
 )
-from ._baselines import resolve_baseline
-from ._targets import resolve_target
+from .._baselines import resolve_baseline
+from .._targets import resolve_target
 
 __all__ = [
     "AxiomResult",

@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
-from ._adaptive_pwl import integrate_piecewise
-from ._kronrod import NESTED_SIZES, PAIRS, nested_rules
-from ._baselines import resolve_baseline
-from ._pwl import eval_with_switches, linear_piece
-from ._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
+from .. import _validate as _checks
+from .adaptive_piecewise import integrate_piecewise
+from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
+from .._baselines import resolve_baseline
+from .._jaxpr.pwl import eval_with_switches, linear_piece
+from .._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
 
 __all__ = ["adaptive_integrated_gradients", "AdaptiveInfo"]
 

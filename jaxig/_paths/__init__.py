@@ -1,0 +1,1 @@
+"""Paths from the baseline (alpha = 0) to the input (alpha = 1)."""

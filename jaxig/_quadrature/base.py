@@ -1,0 +1,70 @@
+"""Quadrature rules for the path integral  IG = integral_0^1 g(alpha) d alpha.
+
+A rule turns ``n`` (the number of gradient evaluations) into nodes ``alpha_k`` in [0, 1] and weights
+``w_k`` with ``sum_k w_k = 1``, so that ``sum_k w_k g(alpha_k)`` approximates the integral. Tables are
+computed in NumPy float64 at trace time and become constants of the compiled program.
+
+Rules that are not a fixed table (adaptive, Monte Carlo with a key, exact piecewise-linear integration)
+override :meth:`AbstractRule.integrate`, which receives the integrand itself; the entry function only
+ever calls ``integrate``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from flax import struct
+
+from .accumulate import weighted_sum
+
+__all__ = ["AbstractRule"]
+
+
+class AbstractRule(struct.PyTreeNode, abc.ABC):
+    """Base class of quadrature rules on [0, 1].
+
+    Subclasses implement :meth:`nodes_and_weights`; they may raise ``min_steps`` and refine
+    :meth:`check_steps`. A rule whose nodes are not a fixed table overrides :meth:`integrate`.
+    """
+
+    min_steps: ClassVar[int] = 1
+    #: True when ``integrate`` returns a fixed linear combination of integrand values whatever they
+    #: are. Such a rule may be handed the integrand in a hidden space (the entry function moves an
+    #: affine first layer of ``f`` out of the alpha loop and maps the sum back linearly); a rule that
+    #: looks at the values (adaptive refinement) sets this to False and always sees input space.
+    linear: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def nodes_and_weights(self, n: int) -> tuple[Any, Any]:
+        """Returns ``(alphas, weights)``, each of shape ``(n,)``, alphas in [0, 1], weights summing to 1."""
+
+    def check_steps(self, n: int) -> None:
+        """Raises ``ValueError`` if this rule cannot use ``n`` steps."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n_steps must be a Python int, got {n!r} of type {type(n).__name__}")
+        if n < self.min_steps:
+            raise ValueError(
+                f"{type(self).__name__} needs n_steps >= {self.min_steps}, got n_steps={n}; "
+                f"pass n_steps={self.min_steps} or more"
+            )
+
+    def integrate(
+        self,
+        integrand: Callable[[Any], Any],
+        n: int,
+        *,
+        dtype: Any,
+        alpha_batch_size: int | None = None,
+    ) -> Any:
+        """Returns ``sum_k w_k integrand(alpha_k)``, a pytree like one evaluation of the integrand.
+
+        ``integrand`` maps a vector of alphas ``(m,)`` to a pytree whose leaves have a leading ``m``
+        axis. With ``alpha_batch_size`` at most that many alphas are evaluated at once and the sum is
+        accumulated chunk by chunk, so memory does not grow with ``n``.
+        """
+        alphas, weights = self.nodes_and_weights(n)
+        return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
+
+
