@@ -2,7 +2,7 @@
 
 IG along a path gamma is  sum_i integral_0^1 d f(gamma(a)) / d gamma_i * d gamma_i / d a  d a
 (Sundararajan et al., 2017, section 3). A path is a small immutable pytree: array fields are traced,
-vmapped and differentiated; Python settings are static (``flax.struct.field(pytree_node=False)``).
+vmapped and differentiated; Python settings are static (``jaxig._pytree.static_field()``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-from flax import struct
+
+from .._pytree import Module
 
 __all__ = ["AbstractPath"]
 
 
-class AbstractPath(struct.PyTreeNode, abc.ABC):
+class AbstractPath(Module, abc.ABC):
     """Base class of paths. ``path(alpha, x, baseline)`` returns a point shaped like ``x``.
 
     Subclasses implement ``__call__`` with ``path(0, x, b) == b`` and ``path(1, x, b) == x``;

@@ -15,14 +15,14 @@ import abc
 from typing import Any, Callable, ClassVar
 
 import numpy as np
-from flax import struct
 
+from .._pytree import Module
 from .accumulate import weighted_sum
 
 __all__ = ["AbstractRule"]
 
 
-class AbstractRule(struct.PyTreeNode, abc.ABC):
+class AbstractRule(Module, abc.ABC):
     """Base class of quadrature rules on [0, 1].
 
     Subclasses implement :meth:`nodes_and_weights`; they may raise ``min_steps`` and refine
@@ -57,12 +57,14 @@ class AbstractRule(struct.PyTreeNode, abc.ABC):
         *,
         dtype: Any,
         alpha_batch_size: int | None = None,
+        key: Any = None,
     ) -> Any:
         """Returns ``sum_k w_k integrand(alpha_k)``, a pytree like one evaluation of the integrand.
 
         ``integrand`` maps a vector of alphas ``(m,)`` to a pytree whose leaves have a leading ``m``
         axis. With ``alpha_batch_size`` at most that many alphas are evaluated at once and the sum is
-        accumulated chunk by chunk, so memory does not grow with ``n``.
+        accumulated chunk by chunk, so memory does not grow with ``n``. ``key`` is for random rules
+        (:class:`jaxig.AbstractRandomRule`); a fixed table ignores it.
         """
         alphas, weights = self.nodes_and_weights(n)
         return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
