@@ -5,6 +5,7 @@ from . import datasets as datasets
 from ._methods.adaptive import AdaptiveInfo as AdaptiveInfo
 from ._methods.adaptive import adaptive_integrated_gradients as adaptive_integrated_gradients
 from ._aggregate import feature_attributions as feature_attributions
+from ._info import Info as Info
 from ._methods.exact import ExactInfo as ExactInfo
 from ._methods.exact import exact_integrated_gradients as exact_integrated_gradients
 from ._methods.integrated import integrated_gradients as integrated_gradients
@@ -19,6 +20,7 @@ from ._quadrature.newton_cotes import Simpson as Simpson
 from ._quadrature.newton_cotes import Trapezoid as Trapezoid
 from ._quadrature.clenshaw_curtis import ClenshawCurtis as ClenshawCurtis
 from ._quadrature.gauss import GaussLobatto as GaussLobatto
+from ._quadrature.random import AbstractRandomRule as AbstractRandomRule
 from ._quadrature.random import MonteCarlo as MonteCarlo
 from ._quadrature.random import QuasiMonteCarlo as QuasiMonteCarlo
 from .axioms import AxiomResult as AxiomResult

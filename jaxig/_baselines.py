@@ -11,6 +11,39 @@ import numpy as np
 from ._validate import leaf_name
 
 
+def check_baseline(baseline: Any, x: Any) -> None:
+    """Raises unless :func:`resolve_baseline` can broadcast ``baseline`` to ``x`` (shapes only, no FLOPs).
+
+    Raises:
+      ValueError: the structure or a leaf's shape does not match ``x``.
+      TypeError: a leaf is not a real number.
+    """
+    if baseline is None:
+        return
+    if _is_scalar(baseline):
+        _check_numeric(baseline, "baseline")
+        return
+    x_leaves, x_def = jax.tree_util.tree_flatten_with_path(x)
+    b_leaves, b_def = jax.tree_util.tree_flatten(baseline)
+    # One array for one array is accepted whatever containers wrap them.
+    if b_def != x_def and not (len(x_leaves) == 1 and len(b_leaves) == 1):
+        raise ValueError(
+            f"baseline structure {b_def} does not match input structure {x_def}; pass a "
+            "baseline with the same keys/containers as x, a scalar, or None for zeros"
+        )
+    for (path, xi), bi in zip(x_leaves, b_leaves):
+        name = "baseline" + leaf_name(path)[1:]
+        _check_numeric(bi, name)
+        shape = tuple(np.shape(bi))
+        allowed = (tuple(xi.shape), (1,) + tuple(xi.shape[1:]), tuple(xi.shape[1:]), ())
+        if shape not in allowed:
+            raise ValueError(
+                f"{name} shape {shape} does not match input shape {tuple(xi.shape)}; "
+                f"pass a baseline of shape {tuple(xi.shape[1:])}, {(1,) + tuple(xi.shape[1:])} "
+                f"or {tuple(xi.shape)}"
+            )
+
+
 def resolve_baseline(baseline: Any, x: Any) -> Any:
     """Returns the baseline broadcast to ``x``'s structure, shapes and dtypes.
 
@@ -22,37 +55,22 @@ def resolve_baseline(baseline: Any, x: Any) -> Any:
       ValueError: the structure or a leaf's shape does not match ``x``.
       TypeError: a leaf is not a real number.
     """
+    check_baseline(baseline, x)
     if baseline is None:
         return jax.tree.map(jnp.zeros_like, x)
-    if isinstance(baseline, (int, float, np.number)) or getattr(baseline, "ndim", None) == 0:
-        _check_numeric(baseline, "baseline")
+    if _is_scalar(baseline):
         return jax.tree.map(lambda xi: jnp.full_like(xi, baseline), x)
-
-    x_leaves, x_def = jax.tree_util.tree_flatten_with_path(x)
-    b_leaves, b_def = jax.tree_util.tree_flatten(baseline)
-    # One array for one array is accepted whatever containers wrap them.
-    if b_def != x_def and not (len(x_leaves) == 1 and len(b_leaves) == 1):
-        raise ValueError(
-            f"baseline structure {b_def} does not match input structure {x_def}; pass a "
-            "baseline with the same keys/containers as x, a scalar, or None for zeros"
-        )
-    out = []
-    for (path, xi), bi in zip(x_leaves, b_leaves):
-        name = "baseline" + leaf_name(path)[1:]
-        _check_numeric(bi, name)
-        bi = jnp.asarray(bi)
-        allowed = (xi.shape, (1,) + xi.shape[1:], xi.shape[1:])
-        if bi.shape not in allowed and bi.ndim != 0:
-            raise ValueError(
-                f"{name} shape {tuple(bi.shape)} does not match input shape {tuple(xi.shape)}; "
-                f"pass a baseline of shape {tuple(xi.shape[1:])}, {(1,) + tuple(xi.shape[1:])} "
-                f"or {tuple(xi.shape)}"
-            )
-        out.append(jnp.broadcast_to(bi.astype(xi.dtype), xi.shape))
+    x_leaves, x_def = jax.tree_util.tree_flatten(x)
+    b_leaves = jax.tree_util.tree_leaves(baseline)
+    out = [jnp.broadcast_to(jnp.asarray(bi).astype(xi.dtype), xi.shape) for xi, bi in zip(x_leaves, b_leaves)]
     return jax.tree_util.tree_unflatten(x_def, out)
 
 
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) or getattr(value, "ndim", None) == 0
+
+
 def _check_numeric(value: Any, name: str) -> None:
-    dtype = jnp.asarray(value).dtype
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+    dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
+    if isinstance(value, bool) or not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(f"{name} has dtype {dtype}; a baseline must hold real numbers")

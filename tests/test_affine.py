@@ -261,7 +261,8 @@ def test_a_failing_split_warns_and_falls_back_to_the_unsplit_result(monkeypatch)
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(ig_module, "split_affine_prefix", broken)
-    g = lambda z: jnp.tanh(z @ w).sum(-1)  # noqa: E731  (a new f: not served from the cache)
+    # another structure (a new lambda of the same body would share the compiled program)
+    g = lambda z: jnp.tanh(z @ w).sum(-1) * 1.0  # noqa: E731
     with pytest.warns(RuntimeWarning, match="simulated bug"):
         got = jaxig.integrated_gradients(g, x, n_steps=16)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

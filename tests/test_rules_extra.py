@@ -42,10 +42,12 @@ def test_large_n_is_stable():
 def test_random_rules_need_key_and_are_unbiased():
     with pytest.raises(ValueError, match="key"):
         MonteCarlo().nodes_and_weights(4)
+    with pytest.raises(ValueError, match=r"pass key=jax.random.key\(0\)"):
+        jaxig.integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 3)), rule=MonteCarlo())
     f = lambda z: jnp.tanh(z @ jnp.array([1.0, -2.0, 0.5]))
     x = jnp.array([[1.0, 0.5, 2.0]])
     ref = jaxig.integrated_gradients(f, x, n_steps=64)
-    run = jax.jit(lambda k: jaxig.integrated_gradients(f, x, n_steps=16, rule=MonteCarlo(key=k)))
+    run = jax.jit(lambda k: jaxig.integrated_gradients(f, x, n_steps=16, rule=MonteCarlo(), key=k))
     draws = jax.vmap(run)(jax.random.split(jax.random.key(0), 400))
     mean, sem = draws.mean(0), draws.std(0) / np.sqrt(400)
     assert np.all(np.abs(mean - ref) < 4 * sem + 1e-6)
@@ -54,7 +56,7 @@ def test_random_rules_need_key_and_are_unbiased():
 
 def test_qmc_is_a_shifted_grid_and_beats_mc():
     k = jax.random.key(3)
-    a, w = QuasiMonteCarlo(key=k).nodes_and_weights(8)
+    a, w = QuasiMonteCarlo().nodes_and_weights(8, k)
     gaps = np.diff(np.sort(np.asarray(a)))
     np.testing.assert_allclose(gaps, 1 / 8, atol=1e-6)
     np.testing.assert_allclose(np.sum(w), 1.0, rtol=1e-6)
@@ -64,6 +66,6 @@ def test_qmc_is_a_shifted_grid_and_beats_mc():
     keys = jax.random.split(jax.random.key(1), 64)
     err = {}
     for rule in (MonteCarlo, QuasiMonteCarlo):
-        draws = jax.vmap(lambda kk: jaxig.integrated_gradients(f, x, n_steps=64, rule=rule(key=kk)))(keys)
+        draws = jax.vmap(lambda kk: jaxig.integrated_gradients(f, x, n_steps=64, rule=rule(), key=kk))(keys)
         err[rule] = float(np.sqrt(np.mean((np.asarray(draws) - np.asarray(ref)) ** 2)))
     assert err[QuasiMonteCarlo] < err[MonteCarlo] / 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import warnings
 from typing import Any, Callable
 
@@ -15,24 +14,24 @@ from .. import _validate as _checks
 from .._quadrature.accumulate import check_batch_size
 from .._jaxpr.affine import split_affine_prefix
 from .._quadrature.autobatch import auto_alpha_batch_size
-from .._baselines import resolve_baseline
 from .._paths.base import AbstractPath
 from .._paths.straight import StraightLine
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
-from .._targets import TargetSpec, check_target_fits, cotangents, index_valid, resolve_target, select
+from .._gradients import gradient
+from .._info import Info, completeness_gap
+from .._problem import Problem, prepare
+from .._targets import index_valid, n_outputs, select
 
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
-    """Everything that selects a compiled program; hashed as the jit cache key."""
+    """Everything that selects a compiled program besides the problem's structure; hashed."""
 
-    f: Callable
-    target: TargetSpec
     n_steps: int
     multiply_by_inputs: bool
     alpha_batch_size: int | None
-    return_delta: bool
+    with_delta: bool
     # jax treats the treedefs of field-less rules of different classes as equal, so the classes
     # must be part of the key or one rule's compiled program would serve another.
     rule_type: type
@@ -40,17 +39,20 @@ class _Static:
 
 
 def integrated_gradients(
-    f: Callable[[Any], jax.Array],
+    f: Callable[..., jax.Array],
     x: Any,
     baseline: Any = None,
     *,
     target: Any = None,
+    args: Any = (),
     n_steps: int = 50,
     rule: AbstractRule = GaussLegendre(),
     path: AbstractPath = StraightLine(),
     multiply_by_inputs: bool = True,
     alpha_batch_size: int | None = None,
+    key: Any = None,
     return_delta: bool = False,
+    return_info: bool = False,
     check_finite: bool = False,
 ) -> Any:
     """Returns the Integrated Gradients of ``f`` at ``x``, a pytree shaped like ``x``.
@@ -65,13 +67,18 @@ def integrated_gradients(
     Sundararajan, Taly and Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
 
     Args:
-      f: maps a batch to outputs of shape ``(B,)`` or ``(B, K)``. Examples must not interact
-        (no batch statistics), since one gradient of the summed outputs gives every example's gradient.
-        Pass the same ``f`` object on every call to reuse the compiled program: a new lambda per call
-        compiles anew.
+      f: maps a batch to outputs of shape ``(B,)`` or ``(B, K)``: a function, a callable object, an
+        ``nnx.Module``, an ``eqx.Module``, ``jax.tree_util.Partial(apply, params)``... Examples must
+        not interact (no batch statistics), since one gradient of the summed outputs gives every
+        example's gradient. The arrays ``f`` reads (its weights) are inputs of the compiled program,
+        which is cached on the traced *structure* of ``f``: the attributions always follow the
+        current weights, and a new checkpoint or a new lambda of the same architecture compiles
+        nothing (see ``jaxig._model``).
       x: a float array or a pytree of float arrays, each with the leading batch axis ``B``.
       baseline: ``None`` (zeros), a scalar, or a pytree like ``x`` whose leaves have shape
         ``x.shape``, ``(1,) + x.shape[1:]`` or ``x.shape[1:]``.
+      args: extra arguments of ``f``, called as ``f(x, *args)`` (masks, lengths; Captum's
+        ``additional_forward_args``). Their arrays are traced inputs: new values compile nothing.
       target: which output to explain. ``None`` when ``f`` returns ``(B,)`` or ``(B, 1)``; an int; an
         int array ``(B,)`` (one output per example); a callable ``outputs -> (B,)`` (e.g. the sum of
         a group of labels); or ``"all"`` to explain every one of the ``K`` outputs in one call, which
@@ -87,15 +94,21 @@ def integrated_gradients(
         ``None`` chooses: chunks whose intermediates stay near 16 MiB (faster on CPU for MLPs and
         LSTMs), or all alphas in one ``vmap`` for convolutional models (see ``benchmarks/README.md``).
         Pass ``alpha_batch_size=n_steps`` to force one ``vmap`` over all alphas.
+      key: a PRNG key, needed by random rules (``MonteCarlo``, ``QuasiMonteCarlo``); fixed rules
+        ignore it.
       return_delta: also return ``delta`` of shape ``(B,)``: the sum of each example's attributions
         minus ``F(x) - F(x')``, the completeness gap (zero for exact integration).
+      return_info: return ``(attributions, info)``, ``info`` a :class:`jaxig.Info` with ``delta``
+        (``None`` with ``multiply_by_inputs=False``) and ``n_evals``; takes precedence over
+        ``return_delta``.
       check_finite: raise ``ValueError`` if any attribution is NaN or Inf (outside ``jit`` only).
         By default NaN/Inf propagate: a non-finite gradient anywhere on the path makes the affected
         attributions non-finite, and an out-of-range target under tracing gives NaN attributions.
 
     Returns:
       The attributions (a pytree like ``x``, with a leading ``K`` axis for ``target="all"``), or
-      ``(attributions, delta)`` with ``return_delta=True``. Dtypes follow ``x`` (float64 inputs with
+      ``(attributions, delta)`` with ``return_delta=True``, or ``(attributions, info)`` with
+      ``return_info=True``. Dtypes follow ``x`` (float64 inputs with
       ``jax_enable_x64`` give float64 results).
 
     Raises:
@@ -106,16 +119,14 @@ def integrated_gradients(
         negative or ``>= K``; a target array whose length is not ``B``; ``return_delta`` with
         ``multiply_by_inputs=False``.
 
-    The computation is ``jax.jit``-compiled and cached on ``f``, the settings and the shapes and
-    dtypes of the inputs; it also runs under the caller's ``jax.jit``, ``jax.vmap`` and ``jax.grad``
+    The computation is ``jax.jit``-compiled and cached on ``f``'s traced structure, the settings and
+    the shapes and dtypes of the inputs; it also runs under the caller's ``jax.jit``, ``jax.vmap`` and ``jax.grad``
     (attributions are differentiable, e.g. with respect to parameters closed over by ``f``).
     Along the straight line, an affine first part ``A`` of ``f = g o A`` (dense or convolutional
     layers, normalisation by constants, reshapes...; read from ``f``'s jaxpr) is evaluated at ``x``
     and the baseline only, and its transpose is applied once to the summed gradients of ``g``: the
     same integral, exact up to rounding, without the first layer's cost at every alpha.
     """
-    if not callable(f):
-        raise TypeError(f"f must be a callable mapping a batch to outputs, got {type(f).__name__}")
     if not isinstance(rule, AbstractRule):
         raise TypeError(
             f"rule must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {rule!r}"
@@ -129,41 +140,27 @@ def integrated_gradients(
             "return_delta=True needs multiply_by_inputs=True: completeness holds for attributions, "
             "not for the path-averaged gradient"
         )
-    x, batch = _checks.as_float_inputs(x)
-    spec, index = resolve_target(target, batch)
-    static = _Static(f, spec, int(n_steps), bool(multiply_by_inputs), alpha_batch_size, bool(return_delta),
-                     type(rule), type(path))
+    with_delta = bool(return_delta or return_info) and bool(multiply_by_inputs)
+    problem = prepare(f, x, baseline, target=target, args=args)
+    static = _Static(int(n_steps), bool(multiply_by_inputs), alpha_batch_size, with_delta, type(rule), type(path))
+    attributions, delta, valid = _ig_jit(static, problem, rule, path, key)
 
-    if _hashable(static):
-        run = functools.partial(_ig_jit, static)
-    else:  # jit's cache needs a hashable key: compile this call without caching
-        run = jax.jit(functools.partial(_ig_impl, static))
-    # None and scalars share one compiled program (a weakly typed 0-d leaf).
-    baseline = 0.0 if baseline is None else baseline
-    attributions, delta, valid = run(x, baseline, index, rule, path)
-
-    if index is not None and _checks.is_concrete(valid) and not np.all(np.asarray(valid)):
-        k = _n_outputs(f, x)
-        bad = sorted({int(i) for i in jnp.asarray(index)[~jnp.asarray(valid)]})
+    if problem.index is not None and _checks.is_concrete(valid) and not np.all(np.asarray(valid)):
+        k = n_outputs(problem.out_struct)
+        bad = sorted({int(i) for i in np.asarray(problem.index)[~np.asarray(valid)]})
         raise ValueError(
             f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
             f"output(s) per example; pass indices in [0, {k})"
         )
     if check_finite:
         _checks.check_finite(attributions)
+    if return_info:
+        return attributions, Info(delta=delta, n_evals=int(n_steps))
     return (attributions, delta) if return_delta else attributions
 
 
-def _hashable(obj) -> bool:
-    try:
-        hash(obj)
-    except TypeError:
-        return False
-    return True
-
-
 def _affine_split(f, x):
-    """Returns ``(A, g)`` with ``f = g o A`` and ``A`` affine (``_affine.split_affine_prefix``), or None."""
+    """Returns ``(A, g)`` with ``f = g o A`` and ``A`` affine (``_jaxpr.affine.split_affine_prefix``), or None."""
     structs = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), x)
     try:
         return split_affine_prefix(f, structs)
@@ -174,35 +171,17 @@ def _affine_split(f, x):
         return None
 
 
-def _n_outputs(f, x) -> int:
-    shape = jax.eval_shape(f, x).shape
-    return 1 if len(shape) == 1 else shape[1]
-
-
-def _ig_impl(static: _Static, x, baseline, index, rule: AbstractRule, path: AbstractPath):
-    f, spec = static.f, static.target
-    # Resolved inside the compiled program: each eager broadcast would cost a dispatch per call.
-    baseline = resolve_baseline(baseline, x)
-    batch = jax.tree.leaves(x)[0].shape[0]
-    dtype = jnp.result_type(*jax.tree.leaves(x))
-
-    out_struct = jax.eval_shape(f, x)
-    _checks.check_output(out_struct, batch)
-    check_target_fits(spec, out_struct)
+def _ig_impl(static: _Static, problem: Problem, rule: AbstractRule, path: AbstractPath, key):
+    model, spec, index, x = problem.model, problem.target, problem.index, problem.x
+    baseline = problem.full_baseline()
+    dtype = problem.dtype
 
     def gradient_of(fn):
-        def gradient_at(point):
-            out, pullback = jax.vjp(fn, point)
-            ct = cotangents(spec, out, index)
-            if spec.kind == "all":
-                return jax.vmap(pullback)(ct)[0]
-            return pullback(ct)[0]
-
-        return gradient_at
+        return lambda point: gradient(fn, spec, index, point)
 
     # Along a straight line gamma' = x - x' is constant, so it multiplies once, after the sum.
     per_alpha_tangent = static.multiply_by_inputs and not path.is_straight
-    split = _affine_split(f, x) if path.is_straight and rule.linear else None
+    split = _affine_split(model, x) if path.is_straight and rule.linear else None
     if split is not None:
         # f = g o A with A affine: A(gamma(a)) = A(x') + a (A(x) - A(x')), so A runs twice, g's
         # gradient is integrated on the hidden line, and A's transpose maps the sum back once.
@@ -212,22 +191,23 @@ def _ig_impl(static: _Static, x, baseline, index, rule: AbstractRule, path: Abst
         one_alpha = lambda alpha: gradient_at(StraightLine()(alpha, hidden_x, hidden_b))
         sized_fn, sized_arg = rest, hidden_x
     elif per_alpha_tangent:
-        gradient_at = gradient_of(f)
+        gradient_at = gradient_of(model)
 
         def one_alpha(alpha):
             point, tangent = path.value_and_derivative(alpha, x, baseline)
             return jax.tree.map(jnp.multiply, gradient_at(point), tangent)
 
-        sized_fn, sized_arg = f, x
+        sized_fn, sized_arg = model, x
     else:
-        gradient_at = gradient_of(f)
+        gradient_at = gradient_of(model)
         one_alpha = lambda alpha: gradient_at(path(alpha, x, baseline))
-        sized_fn, sized_arg = f, x
+        sized_fn, sized_arg = model, x
 
     batch_size = static.alpha_batch_size
     if batch_size is None:
         batch_size = auto_alpha_batch_size(sized_fn, sized_arg, static.n_steps)
-    total = rule.integrate(jax.vmap(one_alpha), static.n_steps, dtype=dtype, alpha_batch_size=batch_size)
+    total = rule.integrate(jax.vmap(one_alpha), static.n_steps, dtype=dtype, alpha_batch_size=batch_size,
+                           key=key)
     if split is not None:
         _, pullback = jax.vjp(affine, x)
         to_inputs = lambda t: pullback(t)[0]
@@ -237,12 +217,11 @@ def _ig_impl(static: _Static, x, baseline, index, rule: AbstractRule, path: Abst
     total = jax.tree.map(lambda t, xi: t.astype(xi.dtype), total, x)
 
     delta = None
-    if static.return_delta:
-        lead = 2 if spec.kind == "all" else 1
-        summed = sum(t.reshape(t.shape[:lead] + (-1,)).sum(-1) for t in jax.tree.leaves(total))
-        gap = select(spec, f(x), index) - select(spec, f(baseline), index)
-        delta = summed - gap
-    valid = None if index is None else index_valid(out_struct, index)
+    if static.with_delta:
+        start, end = path(jnp.zeros((), dtype), x, baseline), path(jnp.ones((), dtype), x, baseline)
+        delta = completeness_gap(total, select(spec, model(end), index), select(spec, model(start), index),
+                                 spec.kind == "all")
+    valid = None if index is None else index_valid(problem.out_struct, index)
     return total, delta, valid
 
 

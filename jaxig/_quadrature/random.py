@@ -1,42 +1,69 @@
-"""Random rules: Monte Carlo and randomised quasi-Monte Carlo alphas from an explicit PRNG key.
+"""Random rules: Monte Carlo and randomised quasi-Monte Carlo alphas from a PRNG key given at call time.
 
 They give unbiased estimates of the integral (the expected-gradients family samples alphas this way).
+The key is an argument of the method (``integrated_gradients(..., key=key)``), never a field of the
+rule, so one rule object serves every draw and keys are split where the caller sees them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .accumulate import weighted_sum
 from .base import AbstractRule
 
-__all__ = ["MonteCarlo", "QuasiMonteCarlo"]
+__all__ = ["AbstractRandomRule", "MonteCarlo", "QuasiMonteCarlo"]
 
 
-def _check_key(rule, key) -> None:
+class AbstractRandomRule(AbstractRule):
+    """Base class of rules whose nodes are drawn from a PRNG key passed at call time.
+
+    Subclasses implement ``nodes_and_weights(n, key)``. Methods pass their ``key`` argument through
+    ``integrate``; without one it raises ``ValueError`` saying how to pass it.
+    """
+
+    @abc.abstractmethod
+    def nodes_and_weights(self, n: int, key: Any = None) -> tuple[Any, Any]:  # type: ignore[override]
+        """Returns ``(alphas, weights)`` drawn with ``key``."""
+
+    def integrate(
+        self,
+        integrand: Callable[[Any], Any],
+        n: int,
+        *,
+        dtype: Any,
+        alpha_batch_size: int | None = None,
+        key: Any = None,
+    ) -> Any:
+        alphas, weights = self.nodes_and_weights(n, key)
+        return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
+
+
+def _check_key(rule: AbstractRule, key: Any) -> None:
     if key is None:
         raise ValueError(
-            f"{type(rule).__name__} needs an explicit PRNG key: pass "
-            f"{type(rule).__name__}(key=jax.random.key(0))"
+            f"{type(rule).__name__} draws its nodes at random and needs a PRNG key: pass key=jax.random.key(0) "
+            f"to the method (e.g. integrated_gradients(f, x, rule={type(rule).__name__}(), key=key)), "
+            "and split the key for fresh draws"
         )
 
 
-class MonteCarlo(AbstractRule):
+class MonteCarlo(AbstractRandomRule):
     """Monte Carlo rule: ``n`` alphas drawn uniformly from [0, 1) with ``key``, weights ``1 / n``.
 
     Unbiased; error ``O(n^-1/2)``. Split the key to draw fresh alphas. The nodes are a traced
     function of ``key``, so the rule works under ``jax.jit`` and ``jax.vmap`` over keys.
     """
 
-    key: Any = None
-
-    def nodes_and_weights(self, n):
+    def nodes_and_weights(self, n, key=None):
         self.check_steps(n)
-        _check_key(self, self.key)
-        alphas = jax.random.uniform(self.key, (n,), dtype=float)
+        _check_key(self, key)
+        alphas = jax.random.uniform(key, (n,), dtype=float)
         return alphas, jnp.full((n,), 1.0 / n, alphas.dtype)
 
 
@@ -52,7 +79,7 @@ def _van_der_corput(n: int) -> np.ndarray:
     return out
 
 
-class QuasiMonteCarlo(AbstractRule):
+class QuasiMonteCarlo(AbstractRandomRule):
     """Randomised quasi-Monte Carlo: the van der Corput sequence shifted by ``u ~ U[0, 1)`` mod 1.
 
     ``alpha_k = (vdc(k) + u) mod 1``, weights ``1 / n``, with ``u`` drawn from ``key``
@@ -61,11 +88,9 @@ class QuasiMonteCarlo(AbstractRule):
     and the sequence extends without discarding earlier points.
     """
 
-    key: Any = None
-
-    def nodes_and_weights(self, n):
+    def nodes_and_weights(self, n, key=None):
         self.check_steps(n)
-        _check_key(self, self.key)
-        shift = jax.random.uniform(self.key, (), dtype=float)
+        _check_key(self, key)
+        shift = jax.random.uniform(key, (), dtype=float)
         alphas = jnp.mod(jnp.asarray(_van_der_corput(n), shift.dtype) + shift, 1.0)
         return alphas, jnp.full((n,), 1.0 / n, alphas.dtype)

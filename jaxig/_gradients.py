@@ -1,0 +1,30 @@
+"""The one evaluation every gradient method makes: the explained output(s) and their input gradient.
+
+A target turns ``f``'s outputs into one scalar per example (``K`` for ``"all"``); its gradient is a
+vector-Jacobian product with a cotangent on the outputs, so explaining all ``K`` outputs shares one
+forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+
+from ._targets import TargetSpec, cotangents, select
+
+__all__ = ["value_and_gradient", "gradient"]
+
+
+def value_and_gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: Any, point: Any) -> tuple[Any, Any]:
+    """Returns ``(F(point), dF/dpoint)``: the explained outputs ``(B,)`` (``(K, B)`` for ``"all"``)
+    and their gradient, a pytree like ``point`` (with a leading ``K`` axis for ``"all"``)."""
+    out, pullback = jax.vjp(fn, point)
+    ct = cotangents(spec, out, index)
+    grads = jax.vmap(pullback)(ct)[0] if spec.kind == "all" else pullback(ct)[0]
+    return select(spec, out, index), grads
+
+
+def gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: Any, point: Any) -> Any:
+    """Returns the gradient of the explained outputs at ``point`` (see :func:`value_and_gradient`)."""
+    return value_and_gradient(fn, spec, index, point)[1]
