@@ -249,7 +249,8 @@ def main():
         pwl = name.startswith(("ReLU", "CNN"))
         for method in ("auto", "kronrod") if pwl and rtols_kronrod else ("auto",):
             for rtol in rtols if method == "auto" else rtols_kronrod:
-                attr, info = jaxig.adaptive_integrated_gradients(f, x, rtol=rtol, max_evals=8192, method=method)
+                attr, info = jaxig.adaptive_integrated_gradients(f, x, rtol=rtol, max_evals=8192, method=method,
+                                                                 return_info=True, warn=False)
                 rows.append((name, f"Adaptive {method} (rtol={rtol:.3g})", -1, float(np.mean(info.n_evals)),
                              *errors(attr, ref), float(np.max(_rel(info.error, ref)))))
         if name.startswith(("ReLU", "CNN")):

@@ -4,6 +4,10 @@ from . import axioms as axioms
 from . import datasets as datasets
 from ._methods.adaptive import AdaptiveInfo as AdaptiveInfo
 from ._methods.adaptive import adaptive_integrated_gradients as adaptive_integrated_gradients
+from ._methods.adaptive_modes import AbstractAdaptiveMode as AbstractAdaptiveMode
+from ._methods.adaptive_modes import Auto as Auto
+from ._methods.adaptive_modes import Kronrod as Kronrod
+from ._methods.adaptive_modes import Piecewise as Piecewise
 from ._aggregate import feature_attributions as feature_attributions
 from ._info import Info as Info
 from ._methods.exact import ExactInfo as ExactInfo

@@ -19,7 +19,7 @@ from ._model import Model, lift
 from ._pytree import Module, static_field
 from ._targets import TargetSpec, check_target_fits, resolve_target
 
-__all__ = ["Problem", "prepare"]
+__all__ = ["Problem", "prepare", "RowModel", "lift_rows"]
 
 
 class Problem(Module):
@@ -94,3 +94,49 @@ def prepare(
     _validate.check_output(model.program.out_struct, batch)
     check_target_fits(spec, model.program.out_struct)
     return Problem(model=model, x=x, baseline=baseline, index=index, target=spec)
+
+
+class RowModel(Module):
+    """``f`` traced for one example, for methods that evaluate examples at different points.
+
+    ``model`` takes inputs with a leading axis of 1; ``args`` are the extra arguments as given, and
+    ``per_example`` says which of their leaves carry the batch axis (leading axis ``B``: masks,
+    lengths) and are therefore sliced with their example; the other leaves are shared.
+    """
+
+    model: Model
+    args: tuple
+    per_example: tuple = static_field()
+
+    def take(self, rows: Any) -> tuple:
+        """Returns the args for the examples ``rows`` (int array ``(m,)``): per-example leaves get a
+        leading axis ``m`` (each slice shaped for one example), shared leaves are unchanged."""
+        leaves, treedef = jax.tree.flatten(self.args)
+        taken = [leaf[rows][:, None] if per else leaf for leaf, per in zip(leaves, self.per_example)]
+        return jax.tree.unflatten(treedef, taken)
+
+    def first(self) -> tuple:
+        """Returns the args of the first example (per-example leaves sliced to a leading axis of 1)."""
+        leaves, treedef = jax.tree.flatten(self.args)
+        return jax.tree.unflatten(treedef, [leaf[:1] if per else leaf for leaf, per in zip(leaves, self.per_example)])
+
+    def axes(self) -> Any:
+        """Returns ``vmap`` in_axes for :meth:`take`'s result: 0 on per-example leaves, None elsewhere."""
+        treedef = jax.tree.structure(self.args)
+        return jax.tree.unflatten(treedef, [0 if per else None for per in self.per_example])
+
+    def with_args(self, args: tuple) -> Model:
+        """Returns the one-example model with the given (one example's) args."""
+        return self.model.replace(args=args)
+
+
+def lift_rows(f: Callable[..., Any], problem: Problem) -> RowModel:
+    """Returns ``f`` (with ``problem``'s args) traced for one example as a :class:`RowModel`."""
+    batch = problem.batch
+    args = problem.model.args
+    leaves, treedef = jax.tree.flatten(args)
+    per = tuple(bool(getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch) for leaf in leaves)
+    row = lambda v: jax.ShapeDtypeStruct((1,) + tuple(v.shape[1:]), v.dtype)  # noqa: E731
+    row_args = jax.tree.unflatten(treedef, [row(leaf) if p else leaf for leaf, p in zip(leaves, per)])
+    model = lift(f, jax.tree.map(row, problem.x), row_args)
+    return RowModel(model=model.replace(args=args), args=args, per_example=per)

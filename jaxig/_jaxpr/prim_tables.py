@@ -12,7 +12,7 @@ __all__ = ["AFFINE_ANY", "BILINEAR", "AFFINE_IF_CONST"]
 AFFINE_ANY = frozenset({
     "add", "add_any", "sub", "neg", "reshape", "transpose", "broadcast_in_dim", "squeeze",
     "expand_dims", "slice", "pad", "concatenate", "rev", "copy", "copy_p", "reduce_sum",
-    "cumsum", "reduce_precision", "convert_element_type",
+    "cumsum", "reduce_precision", "convert_element_type", "stack",
 })
 #: Linear in each operand separately: affine in the input when at most one operand depends on it.
 BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated"})

@@ -4,71 +4,56 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+import warnings
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _validate as _checks
-from .adaptive_piecewise import integrate_piecewise
-from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
-from .._baselines import resolve_baseline
+from .. import _validate
+from .._gradients import value_and_gradient
+from .._info import Info, completeness_gap
 from .._jaxpr.pwl import eval_with_switches, linear_piece
-from .._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
+from .._problem import Problem, RowModel, lift_rows, prepare
+from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
+from .._targets import TargetSpec, n_outputs, select
+from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
+from .adaptive_piecewise import integrate_piecewise
 
 __all__ = ["adaptive_integrated_gradients", "AdaptiveInfo"]
 
-class AdaptiveInfo(NamedTuple):
-    """What :func:`adaptive_integrated_gradients` did, per example.
-
-    Attributes:
-      n_evals: int ``(B,)``, gradient evaluations spent on each example.
-      error: per-feature error estimate of the attributions, shaped like them.
-      n_intervals: int ``(B,)``, the number of sub-intervals of [0, 1] at the end (``"piecewise"``:
-        ``n_evals - 1``, the gaps between evaluated points).
-      converged: bool ``(B,)``, whether the tolerance was met within ``max_evals``.
-    """
-
-    n_evals: jax.Array
-    error: Any
-    n_intervals: jax.Array
-    converged: jax.Array
-
+#: Deprecated name: :func:`adaptive_integrated_gradients` returns a :class:`jaxig.Info`.
+AdaptiveInfo = Info
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
-    f: Callable
     target: TargetSpec
-    kronrod: int
-    n_init: int
+    mode: Any  # Kronrod or Piecewise
     max_evals: int
-    method: str = "kronrod"
-    nested: bool = True
-    pieces: bool = True  # "piecewise": find each point's linear piece from the jaxpr (else points only)
 
 
 def adaptive_integrated_gradients(
-    f: Callable[[Any], jax.Array],
+    f: Callable[..., jax.Array],
     x: Any,
     baseline: Any = None,
     *,
     target: Any = None,
+    args: Any = (),
     rtol: float = 1e-3,
     atol: float = 0.0,
     max_evals: int = 2048,
-    method: str = "auto",
-    kronrod: int = 7,
-    n_init: int = 1,
-    nested: bool = True,
-) -> tuple[Any, AdaptiveInfo]:
-    """Returns ``(attributions, info)``: IG along the straight line, integrated adaptively.
+    method: Any = Auto(),
+    return_info: bool = False,
+    warn: bool = True,
+) -> Any:
+    """Returns IG along the straight line integrated adaptively (with ``return_info``, ``(attr, info)``).
 
     With ``g_i(a) = dF/dx_i(x' + a (x - x')) (x_i - x'_i)``, ``attr_i = integral_0^1 g_i(a) da``.
     [0, 1] is split into intervals, each example on its own, until the per-feature error estimate
     meets ``max_i err_i <= atol + rtol * max_i |attr_i|`` (per output for ``target="all"``).
 
-    ``method="piecewise"`` (kink-aware; for ReLU/abs/max/max-pool networks) uses that ``g`` is
+    ``method=Piecewise()`` (kink-aware; for ReLU/abs/max/max-pool networks) uses that ``g`` is
     piecewise constant and ``phi(a) = F(x' + a (x - x'))`` piecewise linear: one VJP gives ``phi``,
     ``g`` and the slope ``s = sum_i g_i``. With each evaluation at ``c`` it also reads, as
     :func:`jaxig.exact_integrated_gradients` does, c's whole linear piece ``[l, r]`` off the
@@ -89,7 +74,7 @@ def adaptive_integrated_gradients(
     resolved ones. Once every gap is resolved the result is exact to rounding (measured: about one
     evaluation per linear piece with pieces, as the exact method; 2 + about 3 without).
 
-    ``method="kronrod"`` (smooth ``f``) first applies the nested rules G1 < G3 < K7 < P15 to all of
+    ``method=Kronrod()`` (smooth ``f``) first applies the nested rules G1 < G3 < K7 < P15 to all of
     [0, 1] (Gauss 1 and 3 points, Kronrod 7, Patterson 15; each reuses every gradient of the one
     before, as QUADPACK's QNG), accepting rule ``Q_k`` (3, 7 or 15 evaluations) once the estimate
     ``e_i = |x_i - x'_i| |Q_k - Q_{k-1}|`` meets the tolerance. If P15 does not, it is discarded and
@@ -100,9 +85,9 @@ def adaptive_integrated_gradients(
     the benchmark's tanh/LSTM models); they are not scaled down (QUADPACK's
     ``min(1, (200 |K - G| / resasc)^1.5)`` heuristic is not used) so that they stay above it.
 
-    ``method="auto"`` (default) picks ``"piecewise"`` when ``f``'s jaxpr (composed with a callable
+    ``method=Auto()`` (default) picks ``Piecewise()`` when ``f``'s jaxpr (composed with a callable
     target) is piecewise linear in the input, the same test :func:`jaxig.exact_integrated_gradients`
-    applies, and ``"kronrod"`` otherwise.
+    applies, and ``Kronrod()`` otherwise.
 
     Limits of the estimates: they are estimates, not bounds. For ``"piecewise"`` an open gap
     with several kinks can hide gradients that neither end shows, and two kinks can cancel in the
@@ -117,70 +102,73 @@ def adaptive_integrated_gradients(
     ``jax.jit`` and ``jax.vmap``.
 
     Args:
-      f: maps a batch to outputs ``(B,)`` or ``(B, K)``; examples must not interact.
+      f: maps a batch to outputs ``(B,)`` or ``(B, K)``; examples must not interact. Any callable
+        (closure, NNX/Equinox module, ``Partial``): its arrays are inputs of the compiled program,
+        so results follow its current weights (see :func:`jaxig.integrated_gradients`).
       x: float array or pytree of float arrays with a leading batch axis ``B``.
       baseline: ``None`` (zeros), a scalar, or a pytree like ``x``.
       target: as in :func:`jaxig.integrated_gradients` (``"all"`` controls every output's error).
+      args: extra arguments of ``f``, ``f(x, *args)`` (leaves with the leading axis ``B`` go with
+        their example).
       rtol, atol: stop when every feature's error estimate is below ``atol + rtol * max |attr|``
-        (``"piecewise"`` also stops when every interval is resolved).
+        (``Piecewise`` also stops when every interval is resolved).
       max_evals: gradient evaluations allowed per example (sets the buffer sizes).
-      method: ``"auto"``, ``"piecewise"`` or ``"kronrod"``.
-      kronrod: 7 (G3/K7, 7 evaluations per interval) or 15 (G7/K15); ``"kronrod"`` only.
-      n_init: number of equal intervals to start from.
-      nested: ``"kronrod"`` with ``n_init=1`` only: start with the nested G1 < G3 < K7 < P15
-        sequence (3, 7, 15 evaluations); ``False`` starts with the Kronrod pair on [0, 1].
+      method: ``Auto()``, ``Piecewise(n_init=1)`` or ``Kronrod(pair=7, nested=True, n_init=1)``
+        (the strings ``"auto"``, ``"piecewise"``, ``"kronrod"`` are shorthands for the defaults).
+      return_info: return ``(attributions, info)``: a :class:`jaxig.Info` with ``n_evals``,
+        ``error`` (per feature, shaped like the attributions), ``n_intervals``, ``converged`` (per
+        example) and ``delta`` (the completeness gap, two extra forward passes).
+      warn: warn (``RuntimeWarning``, outside ``jit``) when an example did not converge within
+        ``max_evals``, naming it; ``info.converged`` says the same.
 
     Returns:
-      ``(attributions, info)``; attributions shaped like ``x`` (leading ``K`` axis for
-      ``target="all"``), ``info`` an :class:`AdaptiveInfo` (evaluations counted per example).
+      Attributions shaped like ``x`` (leading ``K`` axis for ``target="all"``), or
+      ``(attributions, info)`` with ``return_info=True``.
 
     Raises:
-      ValueError: bad baseline/target, unknown ``method``, ``kronrod`` not 7 or 15, ``max_evals``
-        below the first pass (3 with ``nested``, else ``n_init * kronrod``; ``n_init + 1``
-        points for ``"piecewise"``), negative tolerances.
+      ValueError: bad baseline/target, an unknown ``method``, ``max_evals`` below the first pass
+        (3 with the nested start, else ``n_init * pair``; ``n_init + 1`` points for ``Piecewise``),
+        negative tolerances.
 
     Reference: Piessens et al., QUADPACK (1983), QNG and the globally adaptive strategy of QAG;
     Patterson, Math. Comp. 22 (1968); for piecewise-linear networks, Sotoudeh and Thakur,
     "Computing Linear Restrictions of Neural Networks", NeurIPS 2019.
     """
-    if not callable(f):
-        raise TypeError(f"f must be a callable mapping a batch to outputs, got {type(f).__name__}")
-    if method not in ("auto", "piecewise", "kronrod"):
-        raise ValueError(f"method must be 'auto', 'piecewise' or 'kronrod', got {method!r}")
-    if kronrod not in PAIRS:
-        raise ValueError(f"kronrod must be 7 or 15 (Gauss–Kronrod G3/K7 or G7/K15), got {kronrod!r}")
-    for name, v in (("max_evals", max_evals), ("n_init", n_init)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if _checks.is_concrete(rtol, atol) and (float(rtol) < 0 or float(atol) < 0):
+    mode = as_mode(method)
+    if isinstance(max_evals, bool) or not isinstance(max_evals, (int, np.integer)) or max_evals < 1:
+        raise ValueError(f"max_evals must be a positive int, got {max_evals!r}")
+    if _validate.is_concrete(rtol, atol) and (float(rtol) < 0 or float(atol) < 0):
         raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
-    x, batch = _checks.as_float_inputs(x)
-    baseline = resolve_baseline(baseline, x)
-    spec, index = resolve_target(target, batch)
-    out_struct = jax.eval_shape(f, x)
-    _checks.check_output(out_struct, batch)
-    check_target_fits(spec, out_struct)
-    if method == "auto":
-        method = "piecewise" if _is_piecewise_linear(f, spec, x) else "kronrod"
-    if method == "piecewise":
-        first = n_init + 1
-    else:
-        first = NESTED_SIZES[1] if nested and n_init == 1 else n_init * kronrod
+    problem = prepare(f, x, baseline, target=target, args=args)
+    rows = lift_rows(f, problem)
+    if isinstance(mode, Auto):
+        mode = Piecewise() if _is_piecewise_linear(rows, problem.target, problem.x) else Kronrod()
+    first = mode.first_pass()
     if max_evals < first:
         raise ValueError(
             f"max_evals={max_evals} is below the {first} evaluations of the first pass of "
-            f"method={method!r} (n_init={n_init}); raise max_evals or lower n_init"
+            f"method={mode!r}; raise max_evals or lower n_init"
         )
-    static = _Static(f, spec, int(kronrod), int(n_init), int(max_evals), nested=bool(nested))
-    run = _piecewise if method == "piecewise" else _adaptive
-    return run(static, x, baseline, index, jnp.asarray(rtol), jnp.asarray(atol))
+    static = _Static(problem.target, mode, int(max_evals))
+    run = _piecewise if isinstance(mode, Piecewise) else _adaptive
+    attributions, info = run(static, problem, rows, jnp.asarray(rtol), jnp.asarray(atol))
+    if warn and _validate.is_concrete(info.converged) and not np.all(np.asarray(info.converged)):
+        bad = np.flatnonzero(~np.asarray(info.converged))
+        warnings.warn(
+            f"jaxig: adaptive IG did not reach rtol={float(rtol):g}, atol={float(atol):g} within "
+            f"max_evals={max_evals} for {bad.size} of {problem.batch} example(s) (first: "
+            f"{bad[:8].tolist()}); their attributions may be inaccurate. Raise max_evals, loosen rtol, or "
+            "for a piecewise-linear f use exact_integrated_gradients; info.error estimates the error",
+            RuntimeWarning, stacklevel=2)
+    return (attributions, info) if return_info else attributions
 
 
-def _is_piecewise_linear(f, spec: TargetSpec, x) -> bool:
+def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     """Returns whether the explained output is piecewise linear in x (from the jaxpr, no FLOPs)."""
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), x)
+    model = rows.with_args(rows.first())
     # A callable target (softmax of logits, say) is part of the integrand; indices and "all" are linear.
-    g = (lambda z: spec.fn(f(z))) if spec.kind == "callable" else f
+    g = (lambda z: spec.fn(model(z))) if spec.kind == "callable" else model
     try:
         closed = jax.make_jaxpr(g)(row)
         jax.eval_shape(lambda *a: eval_with_switches(closed, *a)[0], *jax.tree.leaves(row))
@@ -189,27 +177,35 @@ def _is_piecewise_linear(f, spec: TargetSpec, x) -> bool:
     return True
 
 
-def _piece_finder(f, spec: TargetSpec, baseline, direction):
+def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction):
     """Returns ``find(alpha, lo, hi) -> (left, right)``, alpha's linear piece clipped to [lo, hi], or None.
 
     As in :func:`jaxig.exact_integrated_gradients` (ExactLine): every switch quantity ``z`` of the
     integrand's jaxpr is affine in ``a`` on alpha's piece, ``z(a) = z(alpha) + (a - alpha) z'(alpha)``
     (``z'`` from one forward-mode pass), so the piece ends at the nearest zero crossing on either
     side. ``left = right = alpha`` when alpha sits on a kink (within ``4 eps``). None when the
-    jaxpr is not piecewise linear (``method="piecewise"`` forced on a smooth ``f``).
+    jaxpr is not piecewise linear (``method=Piecewise()`` forced on a smooth ``f``).
     """
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), direction)
-    g = (lambda z: spec.fn(f(z))) if spec.kind == "callable" else f
-    closed = jax.make_jaxpr(g)(row)
+    batch = jax.tree.leaves(direction)[0].shape[0]
+    row_args = rows.take(jnp.arange(batch))
+
+    def closed_for(args):
+        model = rows.with_args(args)
+        g = (lambda z: spec.fn(model(z))) if spec.kind == "callable" else model
+        return jax.make_jaxpr(g)(row)
+
     try:
-        jax.eval_shape(lambda *a: eval_with_switches(closed, *a)[1], *jax.tree.leaves(row))
+        probe = closed_for(rows.first())
+        jax.eval_shape(lambda *a: eval_with_switches(probe, *a)[1], *jax.tree.leaves(row))
     except TypeError:
         return None
 
-    one = functools.partial(linear_piece, closed)
+    def one(b, d, alpha, lo, hi, args):
+        return linear_piece(closed_for(args), b, d, alpha, lo, hi)
 
     def find(alpha, lo, hi):
-        return jax.vmap(one)(baseline, direction, alpha, lo, hi)
+        return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, rows.axes()))(baseline, direction, alpha, lo, hi, row_args)
 
     return find
 
@@ -218,7 +214,7 @@ def _flatten(tree, batch):
     return jnp.concatenate([v.reshape(batch, -1) for v in jax.tree.leaves(tree)], 1)
 
 
-def _path_gradients(f, spec: TargetSpec, index, baseline, direction, alpha, batch, dtype):
+def _path_gradients(model, spec: TargetSpec, index, baseline, direction, alpha, batch, dtype):
     """Returns ``(phi (B, K), grad (B, K, F))`` at ``x' + alpha (x - x')``, one alpha ``(B,)`` per example.
 
     ``phi`` is the explained output, ``grad`` its input gradient flattened over x's leaves (``K``
@@ -226,12 +222,19 @@ def _path_gradients(f, spec: TargetSpec, index, baseline, direction, alpha, batc
     """
     point = jax.tree.map(lambda b, d: b + alpha.reshape((-1,) + (1,) * (b.ndim - 1)).astype(b.dtype) * d,
                          baseline, direction)
-    out, pullback = jax.vjp(f, point)
-    ct = cotangents(spec, out, index)
+    phi, grads = value_and_gradient(model, spec, index, point)
     if spec.kind == "all":
-        grads = jax.vmap(lambda c: _flatten(pullback(c)[0], batch))(ct)  # (K, B, F)
-        return select(spec, out, index).T.astype(dtype), jnp.moveaxis(grads, 0, 1)
-    return select(spec, out, index)[:, None].astype(dtype), _flatten(pullback(ct)[0], batch)[:, None]
+        flat = jax.vmap(lambda g: _flatten(g, batch))(grads)  # (K, B, F)
+        return phi.T.astype(dtype), jnp.moveaxis(flat, 0, 1)
+    return phi[:, None].astype(dtype), _flatten(grads, batch)[:, None]
+
+
+def _with_delta(problem: Problem, baseline, attributions, info: Info) -> Info:
+    """Returns ``info`` with the completeness gap of ``attributions`` (two forward passes)."""
+    spec, index = problem.target, problem.index
+    f_x = select(spec, problem.model(problem.x), index)
+    f_b = select(spec, problem.model(baseline), index)
+    return info.replace(delta=completeness_gap(attributions, f_x, f_b, spec.kind == "all"))
 
 
 def _unflat(flat, x, all_k: bool):
@@ -250,8 +253,9 @@ def _unflat(flat, x, all_k: bool):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _piecewise(static: _Static, x, baseline, index, rtol, atol):
-    f, spec = static.f, static.target
+def _piecewise(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
+    model, spec, index, x = problem.model, static.target, problem.index, problem.x
+    baseline = problem.full_baseline()
     leaves = jax.tree.leaves(x)
     batch = leaves[0].shape[0]
     dtype = jnp.result_type(*leaves)
@@ -259,35 +263,38 @@ def _piecewise(static: _Static, x, baseline, index, rtol, atol):
     d_flat = _flatten(direction, batch)
     all_k = spec.kind == "all"
 
-    find_piece = _piece_finder(f, spec, baseline, direction) if static.pieces else None
+    find_piece = _piece_finder(rows, spec, baseline, direction) if static.mode.pieces else None
 
     def evaluate(alpha, lo, hi):  # (B,) -> phi (B, K), g (B, K, F) with g = grad F * (x - x'), piece
-        phi, grads = _path_gradients(f, spec, index, baseline, direction, alpha, batch, dtype)
+        phi, grads = _path_gradients(model, spec, index, baseline, direction, alpha, batch, dtype)
         left, right = find_piece(alpha, lo, hi) if find_piece else (alpha, alpha)
         return phi, grads * d_flat[:, None], left, right
 
-    res = integrate_piecewise(evaluate, batch, dtype, static.max_evals, static.n_init, rtol, atol)
-    info = AdaptiveInfo(n_evals=res.n_evals, error=_unflat(res.err, x, all_k), n_intervals=res.n_evals - 1,
-                        converged=res.converged)
-    return _unflat(res.est, x, all_k), info
+    res = integrate_piecewise(evaluate, batch, dtype, static.max_evals, static.mode.n_init, rtol, atol)
+    info = Info(n_evals=res.n_evals, error=_unflat(res.err, x, all_k), n_intervals=res.n_evals - 1,
+                converged=res.converged)
+    attributions = _unflat(res.est, x, all_k)
+    return attributions, _with_delta(problem, baseline, attributions, info)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _adaptive(static: _Static, x, baseline, index, rtol, atol):
-    f, spec = static.f, static.target
+def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
+    model, spec, index, x = problem.model, static.target, problem.index, problem.x
+    baseline = problem.full_baseline()
+    mode = static.mode
     leaves = jax.tree.leaves(x)
     batch = leaves[0].shape[0]
     dtype = jnp.result_type(*leaves)
     direction = jax.tree.map(jnp.subtract, x, baseline)
     all_k = spec.kind == "all"
-    n_out = out_struct_k(f, x) if all_k else 1
+    n_out = n_outputs(problem.out_struct) if all_k else 1
 
     def flat_grads(alpha):  # (B,) alphas, one per example -> (B, K * F) gradients, output-major
-        return _path_gradients(f, spec, index, baseline, direction, alpha, batch, dtype)[1].reshape(batch, -1)
+        return _path_gradients(model, spec, index, baseline, direction, alpha, batch, dtype)[1].reshape(batch, -1)
 
     d_flat = jnp.tile(_flatten(direction, batch), (1, n_out))  # matches flat_grads' (K, F) layout
     d_abs = jnp.abs(d_flat)
-    nodes, wk, wg = (jnp.asarray(t, dtype) for t in PAIRS[static.kronrod])
+    nodes, wk, wg = (jnp.asarray(t, dtype) for t in PAIRS[mode.pair])
     n_nodes = nodes.shape[0]
 
     def rule(lo, hi):  # (B,) intervals -> per-feature (B, F) integral and error estimate
@@ -301,7 +308,7 @@ def _adaptive(static: _Static, x, baseline, index, rtol, atol):
     def meets(est, err):  # (B, F) totals -> (B,) tolerance met
         return jnp.max(d_abs * err, 1) <= atol + rtol * jnp.max(jnp.abs(d_flat * est), 1)
 
-    if static.nested and static.n_init == 1:
+    if mode.nested and mode.n_init == 1:
         est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals, meets)
         split_cost = NESTED_SIZES[-1] + 2 * n_nodes
         if static.max_evals >= split_cost:
@@ -324,12 +331,12 @@ def _adaptive(static: _Static, x, baseline, index, rtol, atol):
             est0, err0, count, base, n_bisect = est1[None], err1[None], jnp.ones((batch,), jnp.int32), spent, 0
             lo0, hi0 = jnp.zeros((1, batch), dtype), jnp.ones((1, batch), dtype)
     else:
-        n_bisect = (static.max_evals - static.n_init * n_nodes) // (2 * n_nodes)
-        edges = jnp.linspace(0.0, 1.0, static.n_init + 1, dtype=dtype)
-        lo0 = jnp.broadcast_to(edges[:-1, None], (static.n_init, batch))
-        hi0 = jnp.broadcast_to(edges[1:, None], (static.n_init, batch))
+        n_bisect = (static.max_evals - mode.n_init * n_nodes) // (2 * n_nodes)
+        edges = jnp.linspace(0.0, 1.0, mode.n_init + 1, dtype=dtype)
+        lo0 = jnp.broadcast_to(edges[:-1, None], (mode.n_init, batch))
+        hi0 = jnp.broadcast_to(edges[1:, None], (mode.n_init, batch))
         est0, err0 = jax.vmap(rule)(lo0, hi0)  # (n_init, B, F)
-        count = jnp.full((batch,), static.n_init, jnp.int32)
+        count = jnp.full((batch,), mode.n_init, jnp.int32)
         base = n_nodes * count
     pad = ((0, n_bisect), (0, 0))
     lo = jnp.pad(lo0, pad)
@@ -375,9 +382,9 @@ def _adaptive(static: _Static, x, baseline, index, rtol, atol):
         return _unflat(flat.reshape(batch, n_out, -1), x, all_k)
 
     attr = unflat(d_flat * est.sum(0))
-    info = AdaptiveInfo(n_evals=base + 2 * n_nodes * steps, error=unflat(d_abs * err.sum(0)),
-                        n_intervals=count, converged=converged(state))
-    return attr, info
+    info = Info(n_evals=base + 2 * n_nodes * steps, error=unflat(d_abs * err.sum(0)),
+                n_intervals=count, converged=converged(state))
+    return attr, _with_delta(problem, baseline, attr, info)
 
 
 def _nested_start(flat_grads, batch, dtype, max_evals, meets):
@@ -412,8 +419,3 @@ def _nested_start(flat_grads, batch, dtype, max_evals, meets):
         evals = jnp.where(met, evals, hi)
         met = met | meets(est, err)
     return est, err, evals, met
-
-
-def out_struct_k(f, x) -> int:
-    shape = jax.eval_shape(f, x).shape
-    return 1 if len(shape) == 1 else shape[1]

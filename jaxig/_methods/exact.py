@@ -4,50 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _validate as _checks
+from .. import _validate
 from .._baselines import resolve_baseline
+from .._gradients import value_and_gradient
+from .._info import Info, completeness_gap
 from .._jaxpr.pwl import linear_piece
-from .._targets import TargetSpec, check_target_fits, cotangents, resolve_target, select
+from .._problem import RowModel, lift_rows, prepare
+from .._targets import TargetSpec, select
 
 __all__ = ["exact_integrated_gradients", "ExactInfo"]
 
-
-class ExactInfo(NamedTuple):
-    """What :func:`exact_integrated_gradients` did.
-
-    Attributes:
-      n_segments: int array ``(B,)``, the number of linear pieces found on each example's path.
-      n_evals: total number of gradient evaluations (one per piece, over the whole batch).
-      n_rounds: number of batched passes (each evaluates every piece still to be found).
-      breakpoints: one float64 array per example, the sorted piece boundaries ``0 = a_0 < ... = 1``.
-      delta: ``(B,)`` (``(K, B)`` for ``target="all"``), sum of attributions minus ``F(x) - F(x')``.
-    """
-
-    n_segments: np.ndarray
-    n_evals: int
-    n_rounds: int
-    breakpoints: tuple
-    delta: np.ndarray
+#: Deprecated name: :func:`exact_integrated_gradients` returns a :class:`jaxig.Info`.
+ExactInfo = Info
 
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
-    f: Callable
     target: TargetSpec
 
 
 def exact_integrated_gradients(
-    f: Callable[[Any], jax.Array],
+    f: Callable[..., jax.Array],
     x: Any,
     baseline: Any = None,
     *,
     target: Any = None,
+    args: Any = (),
     multiply_by_inputs: bool = True,
     max_segments: int = 100_000,
     chunk_size: int = 1024,
@@ -76,10 +64,15 @@ def exact_integrated_gradients(
       baseline: ``None`` (zeros), a scalar, or a pytree like ``x`` (leaves ``x.shape``,
         ``(1,) + x.shape[1:]`` or ``x.shape[1:]``).
       target: as in :func:`jaxig.integrated_gradients` (``None``, int, int array, callable, ``"all"``).
+      args: extra arguments of ``f``, ``f(x, *args)``; leaves with the leading batch axis ``B`` go
+        with their example, others are shared (as in :func:`jaxig.integrated_gradients`).
       multiply_by_inputs: ``False`` returns the path-averaged gradient without the ``x - x'`` factor.
       max_segments: raise if an example's path has more pieces than this.
       chunk_size: at most this many pieces are evaluated in one compiled call (bounds memory).
-      return_info: also return an :class:`ExactInfo`.
+      return_info: also return a :class:`jaxig.Info` with ``n_segments`` (pieces per example),
+        ``n_evals`` (gradient evaluations over the batch, one per piece), ``n_rounds`` (batched
+        passes), ``breakpoints`` (one sorted float64 array of piece boundaries per example) and
+        ``delta`` (the completeness gap; rounding only).
 
     Returns:
       Attributions shaped like ``x`` (leading ``K`` axis for ``target="all"``), or
@@ -94,23 +87,19 @@ def exact_integrated_gradients(
     Reference: Sotoudeh and Thakur, "Computing Linear Restrictions of Neural Networks",
     NeurIPS 2019; Sundararajan, Taly and Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
     """
-    if not callable(f):
-        raise TypeError(f"f must be a callable mapping a batch to outputs, got {type(f).__name__}")
     for name, v in (("max_segments", max_segments), ("chunk_size", chunk_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
-    x, batch = _checks.as_float_inputs(x)
-    if not _checks.is_concrete(x):
+    problem = prepare(f, x, baseline, target=target, args=args)
+    x, batch, spec, index = problem.x, problem.batch, problem.target, problem.index
+    if not _validate.is_concrete(x, problem.model):
         raise TypeError(
             "exact_integrated_gradients searches breakpoints in a host loop and cannot run under "
             "jax.jit/vmap/grad; call it on concrete arrays, or use adaptive_integrated_gradients"
         )
-    baseline = resolve_baseline(baseline, x)
-    spec, index = resolve_target(target, batch)
-    out_struct = jax.eval_shape(f, x)
-    _checks.check_output(out_struct, batch)
-    check_target_fits(spec, out_struct)
-    static = _Static(f, spec)
+    baseline = resolve_baseline(problem.baseline, x)
+    rows = lift_rows(f, problem)
+    static = _Static(spec)
     direction = jax.tree.map(jnp.subtract, x, baseline)
     dtype = jnp.result_type(*jax.tree.leaves(x))
     snap = 64 * float(jnp.finfo(dtype).eps)  # gaps below this are rounding, not pieces
@@ -130,7 +119,7 @@ def exact_integrated_gradients(
             m = idx.size
             size = min(8 ** max(1, -(-(m - 1).bit_length() // 3)), chunk_size)  # few shapes to compile
             pad = lambda a: np.concatenate([a, np.repeat(a[-1:], size - m)])  # noqa: E731
-            left, right, grads = _round(static, baseline, direction, index, jnp.asarray(pad(idx)),
+            left, right, grads = _round(static, rows, baseline, direction, index, jnp.asarray(pad(idx)),
                                         jnp.asarray(pad(lo), dtype), jnp.asarray(pad(hi), dtype))
             left = np.asarray(left, np.float64)[:m]
             right = np.asarray(right, np.float64)[:m]
@@ -165,11 +154,12 @@ def exact_integrated_gradients(
     attributions = jax.tree.map(lambda t, xi: jnp.asarray(t, xi.dtype), total, x)
     if not return_info:
         return attributions
-    lead = 2 if k_axis else 1
-    summed = sum(np.asarray(t).reshape(t.shape[:lead] + (-1,)).sum(-1) for t in jax.tree.leaves(total))
-    gap = np.asarray(select(spec, f(x), index) - select(spec, f(baseline), index), np.float64)
-    info = ExactInfo(n_segments=n_segments, n_evals=n_evals, n_rounds=n_rounds,
-                     breakpoints=tuple(np.unique(b) for b in bounds), delta=summed - gap)
+    delta = None
+    if multiply_by_inputs:
+        f_x, f_b = (np.asarray(select(spec, problem.model(p), index), np.float64) for p in (x, baseline))
+        delta = np.asarray(completeness_gap(jax.tree.map(np.asarray, total), f_x, f_b, k_axis))
+    info = Info(n_segments=n_segments, n_evals=n_evals, n_rounds=n_rounds,
+                breakpoints=tuple(np.unique(b) for b in bounds), delta=delta)
     return attributions, info
 
 
@@ -177,25 +167,32 @@ _SPLIT = 0.5 - 1 / (8 * np.pi)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _round(static: _Static, baseline, direction, index, idx, lo, hi):
+def _round(static: _Static, rows: RowModel, baseline, direction, index, idx, lo, hi):
     """Returns ``(left, right, grads)`` for rows ``(example idx, interval [lo, hi])``.
 
     The gradient is taken at ``m = lo + 0.46 (hi - lo)``; ``[left, right]`` is the linear piece
     that contains ``m``, clipped to ``[lo, hi]`` (``left = right = m`` when m sits on a kink).
     """
+    spec = static.target
     base = jax.tree.map(lambda v: v[idx], baseline)
     d = jax.tree.map(lambda v: v[idx], direction)
+    row_index = None if index is None else index[idx][:, None]
+    row_args = rows.take(idx)
     # Off-centre, so that round thresholds (a kink at exactly 1/2) are not hit by the first point.
     alpha = lo + _SPLIT * (hi - lo)
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), baseline)
-    closed = jax.make_jaxpr(static.f)(row)
 
-    # A kink exactly at the evaluation point claims no piece: the two halves are searched instead.
-    piece = functools.partial(linear_piece, closed)
-    left, right = jax.vmap(piece)(base, d, alpha, lo, hi)
-    points = jax.tree.map(lambda bb, dd: bb + alpha.astype(bb.dtype).reshape((-1,) + (1,) * (bb.ndim - 1))
-                          * dd, base, d)
-    out, pullback = jax.vjp(static.f, points)
-    ct = cotangents(static.target, out, None if index is None else index[idx])
-    grads = jax.vmap(pullback)(ct)[0] if static.target.kind == "all" else pullback(ct)[0]
+    def one(b, dd, a, lo_, hi_, args, i):
+        model = rows.with_args(args)
+        # A kink exactly at the evaluation point claims no piece: the two halves are searched instead.
+        left, right = linear_piece(jax.make_jaxpr(model)(row), b, dd, a, lo_, hi_)
+        point = jax.tree.map(lambda bb, v: (bb + a.astype(bb.dtype) * v)[None], b, dd)
+        grads = value_and_gradient(model, spec, i, point)[1]
+        squeeze = (lambda g: g[:, 0]) if spec.kind == "all" else (lambda g: g[0])
+        return left, right, jax.tree.map(squeeze, grads)
+
+    in_axes = (0, 0, 0, 0, 0, rows.axes(), None if index is None else 0)
+    left, right, grads = jax.vmap(one, in_axes=in_axes)(base, d, alpha, lo, hi, row_args, row_index)
+    if spec.kind == "all":  # (m, K, ...) -> (K, m, ...), the layout the accumulator expects
+        grads = jax.tree.map(lambda g: jnp.moveaxis(g, 1, 0), grads)
     return left, right, grads
