@@ -168,13 +168,12 @@ def _gauss_lobatto_table(n: int) -> tuple[np.ndarray, np.ndarray]:
         value, slope = _legendre_theta(m, theta)
         return slope / (-slope / np.tan(theta) - m * (m + 1) * value)
 
+    value = np.zeros(0)  # n = 2: no interior nodes
     if inner:
         theta = _newton(theta, step, math.pi / rho)
         if inner % 2:
             theta[-1] = math.pi / 2
         value, _ = _legendre_theta(m, theta)
-    else:
-        value = theta
     alphas, weights = _mirror(np.sin(0.5 * theta) ** 2, 1.0 / (m * (m + 1) * value**2), odd=bool(inner % 2))
     end = 1.0 / (n * (n - 1))
     return _read_only(np.concatenate([[0.0], alphas, [1.0]]), np.concatenate([[end], weights, [end]]))
