@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from typing import Any, Callable, ClassVar
 
+import jax
 import numpy as np
 
 from .._pytree import Module
@@ -65,8 +66,50 @@ class AbstractRule(Module, abc.ABC):
         axis. With ``alpha_batch_size`` at most that many alphas are evaluated at once and the sum is
         accumulated chunk by chunk, so memory does not grow with ``n``. ``key`` is for random rules
         (:class:`jaxig.AbstractRandomRule`); a fixed table ignores it.
+
+        Raises ``ValueError`` if the table from :meth:`nodes_and_weights` has the wrong shapes or,
+        when it is concrete (not traced, unlike a random rule's under ``jit``), holds a non-finite
+        value, a node outside [0, 1] or weights not summing to 1.
         """
         alphas, weights = self.nodes_and_weights(n)
+        check_table(self, n, alphas, weights)
         return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
 
 
+def check_table(rule: AbstractRule, n: int, alphas: Any, weights: Any) -> None:
+    """Raises ``ValueError`` unless ``(alphas, weights)`` is a table of ``n`` nodes on [0, 1] summing to 1.
+
+    Shapes are always checked; values only when both arrays are concrete (a traced table, such as
+    nodes drawn from a key under ``jit``, cannot be read at trace time).
+    """
+    call = f"{type(rule).__name__}.nodes_and_weights({n})"
+    shapes = (np.shape(alphas), np.shape(weights))
+    if shapes != ((n,), (n,)):
+        raise ValueError(
+            f"{call} returned alphas of shape {shapes[0]} and weights of shape {shapes[1]}; "
+            f"both must have shape ({n},), one node and one weight per step"
+        )
+    if isinstance(alphas, jax.core.Tracer) or isinstance(weights, jax.core.Tracer):
+        return
+    alphas, weights = np.asarray(alphas), np.asarray(weights)
+    for name, values in (("alphas", alphas), ("weights", weights)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(
+                f"{call} returned {name}[{bad[0]}] = {float(values[bad[0]])}; nodes and weights must be finite"
+            )
+    # rounding slack: a node computed as 1 - tiny may land a few ulps outside
+    slack = max(1e-12, 8 * float(np.finfo(alphas.dtype).eps)) if np.issubdtype(alphas.dtype, np.floating) else 0.0
+    outside = np.flatnonzero((alphas < -slack) | (alphas > 1 + slack))
+    if outside.size:
+        k = outside[0]
+        raise ValueError(
+            f"{call} returned alphas[{k}] = {float(alphas[k])!r} outside [0, 1]; nodes must lie in [0, 1] "
+            "(map a rule on [-1, 1] by alpha = (t + 1) / 2)"
+        )
+    total = float(np.sum(weights, dtype=np.float64))
+    if not abs(total - 1.0) <= 1e-6:
+        raise ValueError(
+            f"{call} returned weights summing to {total:.9g}; weights must sum to 1 (the integral over "
+            "[0, 1]; a rule on [-1, 1] has its weights halved)"
+        )

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .accumulate import weighted_sum
-from .base import AbstractRule
+from .base import AbstractRule, check_table
 
 __all__ = ["AbstractRandomRule", "MonteCarlo", "QuasiMonteCarlo"]
 
@@ -41,6 +41,7 @@ class AbstractRandomRule(AbstractRule):
         key: Any = None,
     ) -> Any:
         alphas, weights = self.nodes_and_weights(n, key)
+        check_table(self, n, alphas, weights)
         return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
 
 
