@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxig
-from tests.helpers import count_compiles
+from helpers import count_compiles
 
 KEYS = jax.random.split(jax.random.key(0), 6)
 A = jax.random.normal(KEYS[0], (5, 4))  # body weights: x (5 features) -> h (4 units)
