@@ -34,5 +34,9 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
+from ._methods.layer import layer_activation as layer_activation
+from ._methods.layer import layer_conductance as layer_conductance
+from ._methods.layer import layer_integrated_gradients as layer_integrated_gradients
+from ._methods.layer import neuron_conductance as neuron_conductance
 
 __version__ = "0.1.0"
