@@ -30,5 +30,7 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
+from ._methods.deeplift import deeplift as deeplift
+from ._methods.deeplift import deeplift_shap as deeplift_shap
 
 __version__ = "0.1.0"
