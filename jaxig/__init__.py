@@ -38,5 +38,7 @@ from ._methods.layer import layer_activation as layer_activation
 from ._methods.layer import layer_conductance as layer_conductance
 from ._methods.layer import layer_integrated_gradients as layer_integrated_gradients
 from ._methods.layer import neuron_conductance as neuron_conductance
+from ._methods.deeplift import deeplift as deeplift
+from ._methods.deeplift import deeplift_shap as deeplift_shap
 
 __version__ = "0.1.0"
