@@ -30,5 +30,8 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
+from ._methods.ablation import feature_ablation as feature_ablation
+from ._methods.ablation import occlusion as occlusion
+from ._methods.shapley import shapley_value_sampling as shapley_value_sampling
 
 __version__ = "0.1.0"
