@@ -271,3 +271,15 @@ def test_bad_windows_and_strides_raise():
         jaxig.occlusion(f, xs, window=(2, 2, 3), strides=(1, 1))
     with pytest.raises(TypeError, match="one array"):
         jaxig.occlusion(lambda t: t["a"][:, 0], {"a": X, "b": X}, window=(2,))
+
+
+def test_occlusion_is_differentiable_wrt_parameters():
+    def total(w):
+        f = jax.tree_util.Partial(lambda w_, x: x @ w_, w)
+        return jnp.sum(jaxig.occlusion(f, X, BASE, window=(3,), strides=2))
+
+    grad = jax.grad(total)(W)
+    # the attributions are linear in w, so a unit step in w_k changes the total by exactly grad_k
+    steps = np.array([float(total(W + jnp.eye(5)[k]) - total(W)) for k in range(5)])
+    np.testing.assert_allclose(grad, steps, rtol=1e-4, atol=1e-5)
+    assert np.max(np.abs(grad)) > 0.1
