@@ -40,5 +40,8 @@ from ._methods.layer import layer_integrated_gradients as layer_integrated_gradi
 from ._methods.layer import neuron_conductance as neuron_conductance
 from ._methods.deeplift import deeplift as deeplift
 from ._methods.deeplift import deeplift_shap as deeplift_shap
+from ._methods.ablation import feature_ablation as feature_ablation
+from ._methods.ablation import occlusion as occlusion
+from ._methods.shapley import shapley_value_sampling as shapley_value_sampling
 
 __version__ = "0.1.0"
