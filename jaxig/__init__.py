@@ -13,6 +13,7 @@ from ._info import Info as Info
 from ._methods.exact import ExactInfo as ExactInfo
 from ._methods.exact import exact_integrated_gradients as exact_integrated_gradients
 from ._methods.integrated import integrated_gradients as integrated_gradients
+from ._methods.integrated import path_gradients as path_gradients
 from ._paths.base import AbstractPath as AbstractPath
 from ._paths.straight import StraightLine as StraightLine
 from ._quadrature.base import AbstractRule as AbstractRule

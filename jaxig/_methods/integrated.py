@@ -226,3 +226,44 @@ def _ig_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abstra
 
 
 _ig_jit = jax.jit(_ig_impl, static_argnums=0)
+
+
+def path_gradients(
+    f: Callable[..., jax.Array],
+    x: Any,
+    baseline: Any = None,
+    *,
+    alphas: Any,
+    target: Any = None,
+    args: Any = (),
+    path: AbstractPath = StraightLine(),
+) -> Any:
+    """Returns the IG integrand at the given alphas: a pytree like ``x`` with a leading ``(n,)`` axis.
+
+    ``g(a) = dF/dx(gamma(a)) * gamma'(a)`` (``* (x - x')`` on the straight line), so that for any
+    quadrature table ``sum_k w_k g(a_k)`` is that rule's Integrated Gradients. For studies of
+    quadrature schemes (evaluate once, try many weights); ``target="all"`` puts ``K`` after the
+    alpha axis. Arguments as in :func:`integrated_gradients`; ``alphas`` is a 1-D array in [0, 1].
+
+    Raises:
+      ValueError: ``alphas`` is not one-dimensional (and the errors of :func:`integrated_gradients`).
+    """
+    if not isinstance(path, AbstractPath):
+        raise TypeError(f"path must be an instance of jaxig.AbstractPath such as jaxig.StraightLine(), got {path!r}")
+    alphas = jnp.asarray(alphas)
+    if alphas.ndim != 1:
+        raise ValueError(f"alphas must be a 1-D array of points in [0, 1], got shape {alphas.shape}")
+    problem = prepare(f, x, baseline, target=target, args=args)
+    return _path_gradients_jit(problem, path, alphas.astype(problem.dtype))
+
+
+@jax.jit
+def _path_gradients_jit(problem: Problem, path: AbstractPath, alphas):
+    x, baseline = problem.x, problem.full_baseline()
+
+    def one(alpha):
+        point, tangent = path.value_and_derivative(alpha, x, baseline)
+        grads = gradient(problem.model, problem.target, problem.index, point)
+        return jax.tree.map(lambda g, t: (g * t).astype(t.dtype), grads, tangent)
+
+    return jax.vmap(one)(alphas)
