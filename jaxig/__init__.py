@@ -30,5 +30,8 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
+from ._methods.expected import ExpectedGradientsDraws as ExpectedGradientsDraws
+from ._methods.expected import expected_gradients as expected_gradients
+from ._methods.expected import expected_integrated_gradients as expected_integrated_gradients
 
 __version__ = "0.1.0"
