@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
 
-import jaxig  # noqa: E402
+import jaxig
 
 N_IN, N_HIDDEN, N_OUT = 6, 16, 3
 

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import count_compiles
 
 import jaxig
-from helpers import count_compiles
 from jaxig._pytree import static_field
 from jaxig._quadrature.base import AbstractRule
 

@@ -9,7 +9,8 @@ given references: the mean of ``integrated_gradients(f, x, b_r)`` over ``r``, in
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +29,8 @@ from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
 from .._quadrature.random import AbstractRandomRule
 from .._targets import index_valid, n_outputs, select
-from .integrated import _Static as _IGStatic
 from .integrated import _ig_impl
+from .integrated import _Static as _IGStatic
 
 __all__ = ["ExpectedGradientsDraws", "expected_gradients", "expected_integrated_gradients"]
 
