@@ -44,5 +44,8 @@ from ._methods.deeplift import deeplift_shap as deeplift_shap
 from ._methods.ablation import feature_ablation as feature_ablation
 from ._methods.ablation import occlusion as occlusion
 from ._methods.shapley import shapley_value_sampling as shapley_value_sampling
+from ._methods.expected import ExpectedGradientsDraws as ExpectedGradientsDraws
+from ._methods.expected import expected_gradients as expected_gradients
+from ._methods.expected import expected_integrated_gradients as expected_integrated_gradients
 
 __version__ = "0.1.0"
