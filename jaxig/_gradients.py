@@ -7,13 +7,16 @@ forward pass.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import jax
 
 from ._targets import TargetSpec, cotangents, select
 
-__all__ = ["value_and_gradient", "gradient"]
+if TYPE_CHECKING:
+    from ._problem import Problem
+
+__all__ = ["value_and_gradient", "gradient", "explain_at"]
 
 
 def value_and_gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: Any, point: Any) -> tuple[Any, Any]:
@@ -28,3 +31,9 @@ def value_and_gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: 
 def gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: Any, point: Any) -> Any:
     """Returns the gradient of the explained outputs at ``point`` (see :func:`value_and_gradient`)."""
     return value_and_gradient(fn, spec, index, point)[1]
+
+
+@jax.jit
+def explain_at(problem: "Problem") -> tuple[Any, Any]:
+    """Returns ``(F(x), dF/dx)`` of a prepared problem at its own inputs (one compiled program)."""
+    return value_and_gradient(problem.model, problem.target, problem.index, problem.x)

@@ -23,3 +23,62 @@ def count_compiles():
         yield seen
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+# -- the registry the contract tests loop over ----------------------------------------------------------
+#
+# Each entry adapts a method to the protocol method(f, x, baseline=None, *, target=None, key=None,
+# return_info=False) and says what to expect of it on a linear model f(x) = x @ w (+ c):
+#   "linear": the attributions equal w * (x - x') exactly (completeness with no error);
+#   "gradient": they equal w (saliency-like methods);
+#   jit: whether it runs under jax.jit / jax.vmap (exact IG runs eagerly by design);
+#   pytree: whether a dict of arrays is accepted as x.
+
+import dataclasses  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import jaxig  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    method: Callable[..., Any]
+    linear: str = "linear"
+    random: bool = False
+    jit: bool = True
+    pytree: bool = True
+
+
+def _with_refs(fn):
+    """Adapts a method taking a distribution of baselines: the baseline becomes one reference row."""
+
+    def method(f, x, baseline=None, **kw):
+        leaf = jax.tree.leaves(x)[0]
+        ref = jax.tree.map(lambda v: jax.numpy.zeros((1,) + v.shape[1:], v.dtype), x) if baseline is None else \
+            jax.tree.map(lambda v, b: jax.numpy.broadcast_to(jax.numpy.asarray(b, v.dtype), v.shape[1:])[None],
+                         x, baseline)
+        del leaf
+        return fn(f, x, ref, **kw)
+
+    return method
+
+
+METHODS = [
+    Entry("integrated_gradients", lambda f, x, b=None, **kw: jaxig.integrated_gradients(f, x, b, n_steps=8, **kw)),
+    Entry("integrated_gradients_mc", lambda f, x, b=None, **kw: jaxig.integrated_gradients(
+        f, x, b, n_steps=8, rule=jaxig.MonteCarlo(), **kw), random=True),
+    Entry("exact_integrated_gradients", jaxig.exact_integrated_gradients, jit=False),
+    Entry("adaptive_integrated_gradients", lambda f, x, b=None, **kw: jaxig.adaptive_integrated_gradients(
+        f, x, b, rtol=1e-6, **kw)),
+    Entry("expected_integrated_gradients", _with_refs(lambda f, x, r, **kw: jaxig.expected_integrated_gradients(
+        f, x, r, n_steps=8, **kw))),
+    Entry("expected_gradients", _with_refs(lambda f, x, r, **kw: jaxig.expected_gradients(
+        f, x, r, n_samples=4, **kw)), random=True),
+    Entry("feature_ablation", jaxig.feature_ablation),
+    Entry("occlusion", lambda f, x, b=None, **kw: jaxig.occlusion(f, x, b, window=(1,), **kw), pytree=False),
+    Entry("shapley_value_sampling", lambda f, x, b=None, **kw: jaxig.shapley_value_sampling(
+        f, x, b, n_samples=3, **kw), random=True),
+    Entry("deeplift", jaxig.deeplift),
+    Entry("deeplift_shap", _with_refs(jaxig.deeplift_shap)),
+]

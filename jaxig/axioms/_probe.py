@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._gradients import explain_at
+from .._problem import prepare
 from ._utils import select, tile_target, unflatten
 
 _ROWS_PER_CALL = 1 << 16  # rows of f evaluations per call when probing many features at once
@@ -81,17 +83,11 @@ def detect_dummies(f, flat_x, flat_b, spec, target, key, n_points, dependence_rt
     P = pts.reshape(n * B, D)
     t_big = tile_target(target, n)
 
-    def sel(p):
-        return select(f(unflatten(p, spec)), t_big, n * B)
-
-    K = jax.eval_shape(sel, P).shape[0]
-
-    @jax.jit
-    def outputs_and_gradients(p):
-        out, vjp = jax.vjp(sel, p)
-        return out, jax.vmap(vjp)(jnp.broadcast_to(jnp.eye(K, dtype=out.dtype)[:, :, None], (K,) + out.shape))[0]
-
-    out, grads = (np.asarray(a, np.float64) for a in outputs_and_gradients(P))  # (K, nB), (K, nB, D)
+    problem = prepare(lambda p: f(unflatten(p, spec)), jnp.asarray(P), target=t_big)
+    out, grads = (np.asarray(a, np.float64) for a in explain_at(problem))
+    out = out.reshape(-1, n * B)  # (K, nB)
+    K = out.shape[0]
+    grads = grads.reshape(K, n * B, D)
     width = np.tile(_width(flat_x, flat_b), (n, 1))
     tau = dependence_rtol * np.maximum(np.max(np.abs(out), axis=1), scale_out)  # (K,)
     # (K, D): the largest first-order output change per feature over all probe points

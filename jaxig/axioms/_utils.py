@@ -10,6 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._targets import check_target_fits, resolve_target
+from .._targets import select as select_outputs
+
 _MAX_LINES = 10
 
 
@@ -201,23 +204,12 @@ def select(out: Any, target: Any, n: int) -> jax.Array:
     out = jnp.asarray(out)
     if out.ndim not in (1, 2) or out.shape[0] != n:
         raise ValueError(f"f returned outputs of shape {out.shape}; expected ({n},) or ({n}, K)")
-    if is_all(target):
-        return out[None] if out.ndim == 1 else out.T
-    if target is None:
-        if out.ndim == 1:
-            return out[None]
-        if out.shape[1] == 1:
-            return out[:, 0][None]
-        raise ValueError(
-            f"f returned outputs of shape {out.shape}; pass target= (an int, an int array of shape "
-            f"({n},), a callable or 'all') to say which output to explain"
-        )
-    if out.ndim == 1:
+    if target is not None and not is_all(target) and out.ndim == 1:
         raise ValueError(f"target={target!r} selects a column but f returned outputs of shape {out.shape}")
-    t = jnp.asarray(target)
-    if t.ndim == 0:
-        return out[:, t][None]
-    return jnp.take_along_axis(out, t[:, None], axis=1)[:, 0][None]
+    spec, index = resolve_target(target, n)
+    check_target_fits(spec, out)
+    chosen = select_outputs(spec, out, index)
+    return chosen if is_all(target) else chosen[None]
 
 
 def call_method(method: Callable, f: Callable, x: Any, baseline: Any, target: Any) -> Any:
