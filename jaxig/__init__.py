@@ -30,5 +30,9 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
+from ._methods.gradient import gradient_x_input as gradient_x_input
+from ._methods.gradient import saliency as saliency
+from ._wrappers.noise_tunnel import NoiseTunnel as NoiseTunnel
+from ._wrappers.noise_tunnel import noise_tunnel as noise_tunnel
 
 __version__ = "0.1.0"
