@@ -211,3 +211,15 @@ def test_errors():
         tunnel(linear_k, X, target=3, key=KEY)
     with pytest.raises(ValueError, match="say which to explain"):
         tunnel(linear_k, X, key=KEY)
+
+
+def test_new_weights_compile_nothing_and_are_followed():
+    from helpers import count_compiles
+
+    tunnel = jaxig.noise_tunnel(SIGNED, n_samples=7)
+    w2 = -3.0 * W
+    tunnel(lambda x: x @ W, X, noise=EPS)
+    with count_compiles() as compiles:
+        attr = tunnel(lambda x: x @ w2, X, noise=EPS)  # a new lambda, new weights, same structure
+    assert len(compiles) == 0
+    np.testing.assert_allclose(attr, jnp.broadcast_to(w2, X.shape), rtol=1e-6)
