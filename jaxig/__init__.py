@@ -47,5 +47,9 @@ from ._methods.shapley import shapley_value_sampling as shapley_value_sampling
 from ._methods.expected import ExpectedGradientsDraws as ExpectedGradientsDraws
 from ._methods.expected import expected_gradients as expected_gradients
 from ._methods.expected import expected_integrated_gradients as expected_integrated_gradients
+from ._methods.gradient import gradient_x_input as gradient_x_input
+from ._methods.gradient import saliency as saliency
+from ._wrappers.noise_tunnel import NoiseTunnel as NoiseTunnel
+from ._wrappers.noise_tunnel import noise_tunnel as noise_tunnel
 
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Wrappers: functions that take an attribution method and return a new one (noise tunnel, ...)."""
