@@ -44,6 +44,13 @@ def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | Non
         return TargetSpec("callable", target), None
     if isinstance(target, bool) or (hasattr(target, "dtype") and target.dtype == bool):
         raise TypeError(f"target must be an int, an int array, a callable or 'all', got boolean {target!r}")
+    if not isinstance(target, jax.Array):
+        values = np.asarray(target)
+        if values.dtype.kind in "iu" and values.size and (values.max() > np.iinfo(np.int32).max):
+            raise ValueError(
+                f"target index {int(values.max())} is too large to name an output (at most 2**31 - 1); "
+                "pass indices in [0, K) where K is the number of outputs"
+            )
     index = jnp.asarray(target) if not isinstance(target, jax.Array) else target
     if not jnp.issubdtype(index.dtype, jnp.integer):
         raise TypeError(
@@ -57,12 +64,36 @@ def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | Non
             f"target array has shape {tuple(index.shape)} but the batch has {batch} examples; "
             f"pass one target per example (shape ({batch},)) or a single int"
         )
-    if is_concrete(index) and index.size and int(np.min(np.asarray(index))) < 0:
-        raise ValueError(
-            f"target contains negative indices ({int(np.min(np.asarray(index)))}); negative "
-            "indexing is not supported, pass indices in [0, K) where K is the number of outputs"
-        )
+    if is_concrete(index) and index.size:
+        values = np.asarray(index)
+        if int(values.min()) < 0:
+            raise ValueError(
+                f"target contains negative indices ({int(values.min())}); negative "
+                "indexing is not supported, pass indices in [0, K) where K is the number of outputs"
+            )
+        if int(values.max()) > np.iinfo(np.int32).max:
+            raise ValueError(
+                f"target index {int(values.max())} is too large to name an output (at most 2**31 - 1); "
+                "pass indices in [0, K) where K is the number of outputs"
+            )
     return TargetSpec("index"), index.astype(jnp.int32)
+
+
+def check_index_range(index: jax.Array | None, out: Any) -> None:
+    """Raises ``ValueError`` when a concrete integer target is ``>= K`` (K outputs per example).
+
+    Under tracing it cannot be checked: the explained value is then NaN (see :func:`select`).
+    """
+    if index is None or not is_concrete(index) or not np.size(index):
+        return
+    k = n_outputs(out)
+    values = np.asarray(index)
+    if int(values.max()) >= k:
+        bad = sorted({int(i) for i in values[values >= k]})
+        raise ValueError(
+            f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
+            f"output(s) per example; pass indices in [0, {k})"
+        )
 
 
 def n_outputs(out: jax.Array) -> int:

@@ -27,7 +27,15 @@ def as_float_inputs(x: Any) -> tuple[Any, int]:
     leaves, batch = [], None
     for path, leaf in leaves_with_path:
         name = leaf_name(path)
-        leaf = leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
+        if not isinstance(leaf, jax.Array):
+            try:
+                leaf = jnp.asarray(leaf)
+            except (TypeError, ValueError) as err:
+                raise TypeError(
+                    f"{name} ({type(leaf).__name__}) could not be converted to an array ({err}); pass "
+                    "float arrays (jax or NumPy) with a leading batch axis, not strings, objects or "
+                    "ragged nested lists"
+                ) from err
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise TypeError(
                 f"{name} has dtype {leaf.dtype}; integrated gradients needs float inputs because "
@@ -38,7 +46,13 @@ def as_float_inputs(x: Any) -> tuple[Any, int]:
         if leaf.ndim == 0:
             raise ValueError(
                 f"{name} is a scalar; inputs need a leading batch axis. "
-                "For a single example pass x[None] (shape (1, ...))."
+                "For a single example pass x[None] (shape (1, ...)); a nested list is read as a pytree "
+                "of scalars, so convert it first: np.asarray(x, np.float32)."
+            )
+        if leaf.shape[0] == 0:
+            raise ValueError(
+                f"{name} has an empty batch (shape {tuple(leaf.shape)}); there is nothing to attribute. "
+                "Skip empty batches before calling (the dataset runner does)"
             )
         if batch is None:
             batch, first = leaf.shape[0], name
@@ -65,6 +79,8 @@ def check_output(out: Any, batch: int, what: str = "f(x)") -> None:
             f"{what} returned shape {tuple(out.shape)} for a batch of {batch}; it must return shape "
             f"({batch},) or ({batch}, K): one output (or K outputs) per example. Reduce extra axes "
             "inside f, or choose outputs with target=callable"
+            + (f". If x holds a single example (its first axis, of size {batch}, being a feature axis), "
+               "add a batch axis: x[None]" if out.ndim == 0 else "")
         )
 
 

@@ -35,6 +35,7 @@ def count_compiles():
 #   pytree: whether a dict of arrays is accepted as x.
 
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import jaxig  # noqa: E402
@@ -80,5 +81,9 @@ METHODS = [
     Entry("shapley_value_sampling", lambda f, x, b=None, **kw: jaxig.shapley_value_sampling(
         f, x, b, n_samples=3, **kw), random=True),
     Entry("deeplift", jaxig.deeplift),
+    Entry("saliency", lambda f, x, b=None, **kw: jaxig.saliency(f, x, b, absolute=False, **kw), linear="gradient"),
+    Entry("gradient_x_input", jaxig.gradient_x_input),
+    Entry("smoothgrad_saliency", jaxig.noise_tunnel(functools.partial(jaxig.saliency, absolute=False), n_samples=3),
+          linear="gradient", random=True),
     Entry("deeplift_shap", _with_refs(jaxig.deeplift_shap)),
 ]

@@ -36,6 +36,7 @@ def exact_integrated_gradients(
     *,
     target: Any = None,
     args: Any = (),
+    key: Any = None,
     multiply_by_inputs: bool = True,
     max_segments: int = 100_000,
     chunk_size: int = 1024,
@@ -66,6 +67,7 @@ def exact_integrated_gradients(
       target: as in :func:`jaxig.integrated_gradients` (``None``, int, int array, callable, ``"all"``).
       args: extra arguments of ``f``, ``f(x, *args)``; leaves with the leading batch axis ``B`` go
         with their example, others are shared (as in :func:`jaxig.integrated_gradients`).
+      key: ignored (the method is deterministic); accepted so that every method takes one.
       multiply_by_inputs: ``False`` returns the path-averaged gradient without the ``x - x'`` factor.
       max_segments: raise if an example's path has more pieces than this.
       chunk_size: at most this many pieces are evaluated in one compiled call (bounds memory).

@@ -370,7 +370,7 @@ def _eig_impl(static: _EIGStatic, problem: Problem, rule: AbstractRule, path: Ab
     keys = jax.random.split(key, n_refs) if static.keyed else jnp.zeros((n_refs,))
 
     def one_reference(ref, k):
-        attr, delta, _ = _ig_impl(static.ig, problem.replace(baseline=ref), rule, path, k if static.keyed else None)
+        attr, delta, _, _ = _ig_impl(static.ig, problem.replace(baseline=ref), rule, path, k if static.keyed else None)
         return {"attr": attr, "delta": delta} if static.ig.with_delta else {"attr": attr}
 
     batch_size = static.baseline_batch_size

@@ -21,7 +21,9 @@ from .._quadrature.gauss import GaussLegendre
 from .._gradients import gradient
 from .._info import Info, completeness_gap
 from .._problem import Problem, prepare
-from .._targets import index_valid, n_outputs, select
+from .._targets import select
+from .._paths.checks import check_path, path_errors
+from .._info import warn_incomplete
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,7 @@ def integrated_gradients(
     return_delta: bool = False,
     return_info: bool = False,
     check_finite: bool = False,
+    completeness_rtol: float | None = 1e-2,
 ) -> Any:
     """Returns the Integrated Gradients of ``f`` at ``x``, a pytree shaped like ``x``.
 
@@ -101,6 +104,12 @@ def integrated_gradients(
       return_info: return ``(attributions, info)``, ``info`` a :class:`jaxig.Info` with ``delta``
         (``None`` with ``multiply_by_inputs=False``) and ``n_evals``; takes precedence over
         ``return_delta``.
+      completeness_rtol: warn (``RuntimeWarning``, once per call, naming the worst examples) when
+        an example's completeness gap ``|delta|`` exceeds ``completeness_rtol * |F(x) - F(x')|``
+        (floored at ``1e-3 (|F(x)| + |F(x')|)``), or is not finite: the integral is not converged
+        (kinks of a ReLU network, too few steps), diverges (``log`` at a zero baseline), or ``f``
+        has a jump or a zero-gradient cast on the path. It costs two forward passes; ``None``
+        turns it off. Checked outside ``jit`` only (under ``jit``, read ``info.delta``).
       check_finite: raise ``ValueError`` if any attribution is NaN or Inf (outside ``jit`` only).
         By default NaN/Inf propagate: a non-finite gradient anywhere on the path makes the affected
         attributions non-finite, and an out-of-range target under tracing gives NaN attributions.
@@ -140,18 +149,17 @@ def integrated_gradients(
             "return_delta=True needs multiply_by_inputs=True: completeness holds for attributions, "
             "not for the path-averaged gradient"
         )
-    with_delta = bool(return_delta or return_info) and bool(multiply_by_inputs)
+    if completeness_rtol is not None and not (isinstance(completeness_rtol, (int, float, np.floating))
+                                              and np.isfinite(completeness_rtol) and completeness_rtol >= 0):
+        raise ValueError(f"completeness_rtol must be a non-negative number or None, got {completeness_rtol!r}")
+    with_delta = bool(return_delta or return_info or completeness_rtol is not None) and bool(multiply_by_inputs)
     problem = prepare(f, x, baseline, target=target, args=args)
     static = _Static(int(n_steps), bool(multiply_by_inputs), alpha_batch_size, with_delta, type(rule), type(path))
-    attributions, delta, valid = _ig_jit(static, problem, rule, path, key)
-
-    if problem.index is not None and _checks.is_concrete(valid) and not np.all(np.asarray(valid)):
-        k = n_outputs(problem.out_struct)
-        bad = sorted({int(i) for i in np.asarray(problem.index)[~np.asarray(valid)]})
-        raise ValueError(
-            f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
-            f"output(s) per example; pass indices in [0, {k})"
-        )
+    attributions, delta, scale, path_error = _ig_jit(static, problem, rule, path, key)
+    if _checks.is_concrete(path_error):
+        check_path(path, path_error)
+    if completeness_rtol is not None and delta is not None and _checks.is_concrete(delta):
+        warn_incomplete(delta, scale, float(completeness_rtol), f, problem, what=f"{n_steps}-step {type(rule).__name__}")
     if check_finite:
         _checks.check_finite(attributions)
     if return_info:
@@ -216,13 +224,13 @@ def _ig_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abstra
         total = jax.tree.map(lambda g, xi, bi: g * (xi - bi), total, x, baseline)
     total = jax.tree.map(lambda t, xi: t.astype(xi.dtype), total, x)
 
-    delta = None
+    start, end = path(jnp.zeros((), dtype), x, baseline), path(jnp.ones((), dtype), x, baseline)
+    delta = scale = None
     if static.with_delta:
-        start, end = path(jnp.zeros((), dtype), x, baseline), path(jnp.ones((), dtype), x, baseline)
-        delta = completeness_gap(total, select(spec, model(end), index), select(spec, model(start), index),
-                                 spec.kind == "all")
-    valid = None if index is None else index_valid(problem.out_struct, index)
-    return total, delta, valid
+        f_end, f_start = select(spec, model(end), index), select(spec, model(start), index)
+        delta = completeness_gap(total, f_end, f_start, spec.kind == "all")
+        scale = jnp.maximum(jnp.abs(f_end - f_start), 1e-3 * (jnp.abs(f_end) + jnp.abs(f_start)))
+    return total, delta, scale, path_errors(path, x, baseline, start, end)
 
 
 _ig_jit = jax.jit(_ig_impl, static_argnums=0)

@@ -29,6 +29,9 @@ class AbstractPath(Module, abc.ABC):
     #: True when d gamma / d alpha == x - baseline for every alpha, which lets the entry function
     #: multiply by (x - baseline) once after summing gradients instead of at every alpha.
     is_straight: ClassVar[bool] = False
+    #: True when ``path(0, x, b) == b``. A path that starts elsewhere by design (a blurred input)
+    #: sets False: methods then take ``f(path(0))`` as the reference value of completeness.
+    starts_at_baseline: ClassVar[bool] = True
 
     @abc.abstractmethod
     def __call__(self, alpha: jax.Array, x: Any, baseline: Any) -> Any:
