@@ -55,12 +55,13 @@ def _with_refs(fn):
     """Adapts a method taking a distribution of baselines: the baseline becomes one reference row."""
 
     def method(f, x, baseline=None, **kw):
-        leaf = jax.tree.leaves(x)[0]
-        ref = jax.tree.map(lambda v: jax.numpy.zeros((1,) + v.shape[1:], v.dtype), x) if baseline is None else \
-            jax.tree.map(lambda v, b: jax.numpy.broadcast_to(jax.numpy.asarray(b, v.dtype), v.shape[1:])[None],
-                         x, baseline)
-        del leaf
-        return fn(f, x, ref, **kw)
+        def ref(v, b):
+            b = jax.numpy.asarray(b, v.dtype)
+            return jax.numpy.full((1,) + v.shape[1:], b, v.dtype) if b.ndim == 0 else b[None]
+
+        refs = jax.tree.map(lambda v: jax.numpy.zeros((1,) + v.shape[1:], v.dtype), x) if baseline is None \
+            else jax.tree.map(ref, x, baseline)
+        return fn(f, x, refs, **kw)
 
     return method
 
