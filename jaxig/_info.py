@@ -87,14 +87,9 @@ def warn_incomplete(delta: Any, scale: Any, rtol: float, f: Any, problem: Any, *
 
 
 def _piecewise_linear(problem: Any) -> bool:
-    from ._jaxpr.pwl import eval_with_switches  # only on the warning path
+    from ._jaxpr.pwl import is_piecewise_linear  # only on the warning path
 
     structs = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), problem.x)
     spec = problem.target
     g = (lambda z: spec.fn(problem.model(z))) if spec.kind == "callable" else problem.model
-    try:
-        closed = jax.make_jaxpr(g)(structs)
-        jax.eval_shape(lambda *a: eval_with_switches(closed, *a)[0], *jax.tree.leaves(structs))
-    except TypeError:
-        return False
-    return True
+    return is_piecewise_linear(g, structs)

@@ -206,3 +206,23 @@ def linear_piece(closed: jex_core.ClosedJaxpr, b, d, a, lo, hi):
     right = jnp.clip(jnp.min(jnp.where(ok & (t > a), t, hi)), a, hi)
     left = jnp.clip(jnp.max(jnp.where(ok & (t < a), t, lo)), lo, a)
     return jnp.where(on_kink, a, left), jnp.where(on_kink, a, right)
+
+
+def is_piecewise_linear(fn: Any, structs: Any) -> bool:
+    """Returns whether ``fn`` is piecewise linear in its input at these shapes (its jaxpr, no FLOPs)."""
+    try:
+        closed = jax.make_jaxpr(fn)(structs)
+        jax.eval_shape(lambda *a: eval_with_switches(closed, *a)[0], *jax.tree.leaves(structs))
+    except TypeError:
+        return False
+    return True
+
+
+def not_piecewise_linear_reason(fn: Any, structs: Any) -> str | None:
+    """Returns the TypeError message naming the first non-piecewise-linear primitive, or None."""
+    try:
+        closed = jax.make_jaxpr(fn)(structs)
+        jax.eval_shape(lambda *a: eval_with_switches(closed, *a)[0], *jax.tree.leaves(structs))
+    except TypeError as err:
+        return str(err).split("\n")[0]
+    return None

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _validate
 from .._gradients import value_and_gradient
 from .._info import Info, completeness_gap
-from .._jaxpr.pwl import eval_with_switches, linear_piece
+from .._jaxpr.pwl import eval_with_switches, is_piecewise_linear, linear_piece
 from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
 from .._targets import TargetSpec, n_outputs, select
@@ -169,12 +169,7 @@ def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     model = rows.with_args(rows.first())
     # A callable target (softmax of logits, say) is part of the integrand; indices and "all" are linear.
     g = (lambda z: spec.fn(model(z))) if spec.kind == "callable" else model
-    try:
-        closed = jax.make_jaxpr(g)(row)
-        jax.eval_shape(lambda *a: eval_with_switches(closed, *a)[0], *jax.tree.leaves(row))
-    except TypeError:
-        return False  # the non-PWL TypeError of _pwl
-    return True
+    return is_piecewise_linear(g, row)
 
 
 def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction):
