@@ -142,8 +142,13 @@ def flatten(x: Any, what: str = "x") -> tuple[np.ndarray, FlatSpec]:
             raise TypeError(f"{name} has dtype {leaf.dtype}; pass floats, e.g. {name}.astype(jnp.float32)")
         leaves.append(leaf)
     batch = leaves[0].shape[0]
-    if any(leaf.shape[0] != batch for leaf in leaves):
-        raise ValueError(f"{what} leaves disagree on the batch size: {[leaf.shape for leaf in leaves]}")
+    for (path, _), leaf in zip(pairs, leaves):
+        if leaf.shape[0] != batch:
+            first = f"{what}{jax.tree_util.keystr(pairs[0][0])}"
+            raise ValueError(
+                f"{what}{jax.tree_util.keystr(path)} has batch size {leaf.shape[0]} (shape {leaf.shape}) but "
+                f"{first} has {batch}; every leaf of {what} needs the same leading batch axis"
+            )
     if batch == 0:
         raise ValueError(
             f"{what} has an empty batch (leaf shapes {[leaf.shape for leaf in leaves]}); the checks measure "

@@ -87,6 +87,12 @@ def _prepare(x, baseline, target, method, fs, key=None):
         )
     if key is not None:
         check_key(key)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(baseline)[0]:
+        if isinstance(leaf, (str, bytes)):
+            raise TypeError(
+                f"baseline{jax.tree_util.keystr(path)} is the string {leaf!r}; a baseline holds numbers: None "
+                "(zeros), a scalar, or arrays shaped like x (one example's shape, (1, ...) or x's shape)"
+            )
     flat_x, spec = flatten(x)
     b_tree = resolve_baseline(baseline, x)
     flat_b, _ = flatten(b_tree, "baseline")
