@@ -12,8 +12,14 @@ example (``.measured``, shape (B,), or (K, B) for ``target="all"``), the ``.tole
 and a report naming what failed where; ``check_...(...).raise_if_failed()`` is a one-line pytest assert.
 
 The checks run eagerly (they return Python booleans and strings), so they cannot be jit-compiled
-themselves; the method and f they call may be jitted. Auxiliary batches (e.g. one input per feature in
-`check_sensitivity`) are built by repeating the batch; a callable target must therefore work on any
+themselves; the method and f they call may be jitted. Called with traced inputs (x, baseline, target or key
+under ``jax.jit``, ``jax.vmap`` or ``jax.grad``) they raise TypeError at entry saying so. Also refused at entry,
+with the fix in the message: an empty batch, lists of numbers or string leaves as x or baseline, settings of
+the wrong type (tolerances must be real numbers >= 0, counts and indices ints, not bools or floats, ``key`` a
+PRNG key), and an f that returns a scalar for x made only of (B,) leaves (one example without its batch axis:
+pass x[None]).
+
+Auxiliary batches (e.g. one input per feature in `check_sensitivity`) are built by repeating the batch; a callable target must therefore work on any
 batch size, and an int-array target is repeated with the batch (row r belongs to example r % B).
 
 Reference: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017, sections 2-3.
