@@ -35,6 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._baselines import resolve_baseline
+from .._targets import resolve_target
+from ..datasets import _check_key as check_key
 from ._probe import detect_dummies, dummy_mask, sample_points
 from ._utils import (
     AxiomResult,
@@ -49,9 +52,6 @@ from ._utils import (
     unflatten,
     where,
 )
-from .._baselines import resolve_baseline
-from ..datasets import _check_key as check_key
-from .._targets import resolve_target
 
 __all__ = [
     "AxiomResult",
@@ -113,7 +113,7 @@ def _hint_missing_batch_axis(x, spec, fs):
     for name, f in fs:
         try:
             out = jax.eval_shape(f, x)
-        except Exception:  # f may not be traceable (NumPy inside); the method's own checks then speak
+        except Exception:  # noqa: BLE001, S112 -- f may not be traceable (NumPy inside); the method then speaks
             continue
         if getattr(out, "shape", None) == ():
             shape = (spec.batch,)
