@@ -11,18 +11,24 @@ Two kinds of ground truth:
   ``(f, attributions)``: ``attributions(x, baseline)`` is the exact straight-line IG, so quadrature error
   can be measured against truth rather than against a finer quadrature.
 
-All generators take an explicit PRNG key, return float32 JAX arrays, and draw features uniformly from
-[-1, 1]. `pos_neg_noise` follows the POS/NEG/NOISE recipe of the "IntegratedGradientsPytorch" blog post
+All generators take an explicit PRNG key (``jax.random.key(seed)``, or a raw uint32[2]
+``jax.random.PRNGKey(seed)``; a bare int seed is refused), return float32 JAX arrays, and draw features
+uniformly from [-1, 1]. Counts and sizes set array shapes, so they must be integers: Python ints, NumPy
+integers or 0-d integer arrays; bools and floats are refused even when integral (``3.0``), since a float
+count usually means a computed value that was meant to be rounded one way or the other. The generators
+work under ``jax.vmap`` over keys and ``jax.jit`` with the counts static. `pos_neg_noise` follows the POS/NEG/NOISE recipe of the "IntegratedGradientsPytorch" blog post
 (CVxTz); IG itself: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["ClosedForm", "additive", "image", "pos_neg_noise", "quadratic", "single_index", "time_series"]
 
@@ -31,9 +37,55 @@ def _uniform(key, shape):
     return jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
 
 
+def _check_key(key, name="key"):
+    """Raises unless ``key`` is one PRNG key: typed (``jax.random.key``) or raw uint32[2] (``PRNGKey``).
+
+    Only shape and dtype are read, so a traced key (under jit or vmap over keys) passes.
+    """
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape == ():
+            return
+        raise ValueError(
+            f"{name} is an array of {shape} PRNG keys; pass a single key, e.g. {name}=jax.random.key(0), "
+            "and use jax.vmap over keys for several draws"
+        )
+    if dtype is not None and np.dtype(dtype) == np.uint32 and shape is not None and shape[-1:] == (2,):
+        if len(shape) == 1:
+            return
+        raise ValueError(
+            f"{name} has shape {shape}: {shape[:-1]} raw uint32 keys; pass a single key, e.g. "
+            f"{name}=jax.random.key(0), and use jax.vmap over keys for several draws"
+        )
+    what = f"an array of dtype {dtype} and shape {shape}" if dtype is not None else f"{key!r}"
+    raise TypeError(
+        f"{name}={what} is not a PRNG key; pass {name}=jax.random.key(0) (or any jax.random.key(seed)), "
+        "not a bare integer seed"
+    )
+
+
 def _check_count(name, value, minimum=0):
-    if int(value) != value or value < minimum:
-        raise ValueError(f"{name}={value!r}; pass an integer >= {minimum}")
+    """Returns ``value`` as a Python int; raises unless it is an integer (not bool, not float) >= minimum."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r} is a bool; pass an integer >= {minimum}")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        if isinstance(value, jax.core.Tracer):
+            raise TypeError(
+                f"{name} is a traced value; it sets an array shape, so pass a concrete Python int "
+                "(mark it static under jax.jit)"
+            ) from None
+        hint = ""
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            hint = f" (e.g. {name}={int(value)})"
+        raise TypeError(
+            f"{name}={value!r} of type {type(value).__name__} is not an integer; pass an int >= {minimum}{hint}"
+        ) from None
+    if n < minimum:
+        raise ValueError(f"{name}={n}; pass an integer >= {minimum}")
+    return n
 
 
 def pos_neg_noise(
@@ -49,11 +101,13 @@ def pos_neg_noise(
     y should give approximately that, and about 0 to every noise feature.
 
     Raises:
-      ValueError: a count that is not a non-negative integer, or no features at all.
+      TypeError: ``key`` is not a PRNG key; a count is not an integer (bool, float, None).
+      ValueError: a negative count (n_samples < 1), or no features at all.
     """
-    _check_count("n_samples", n_samples, 1)
-    for name, v in (("n_pos", n_pos), ("n_neg", n_neg), ("n_noise", n_noise)):
-        _check_count(name, v)
+    _check_key(key)
+    n_samples = _check_count("n_samples", n_samples, 1)
+    n_pos, n_neg, n_noise = (_check_count(name, v) for name, v in (("n_pos", n_pos), ("n_neg", n_neg),
+                                                                  ("n_noise", n_noise)))
     if n_pos + n_neg + n_noise == 0:
         raise ValueError("n_pos + n_neg + n_noise = 0; ask for at least one feature")
     coefs = jnp.concatenate(
@@ -72,7 +126,7 @@ def _planted(key, shape, n_planted, what):
     size = 1
     for s in shape:
         size *= s
-    _check_count("n_planted", n_planted, 1)
+    n_planted = _check_count("n_planted", n_planted, 1)
     if n_planted > size:
         raise ValueError(f"n_planted={n_planted} exceeds the {size} cells of one {what} of shape {shape}")
     kc, km, ks = jax.random.split(key, 3)
@@ -96,10 +150,14 @@ def time_series(
     sum_t coefs[t, f] * (x[t, f] - x'[t, f]) (the signed sum, not the sum of absolute values).
 
     Raises:
+      TypeError: ``key`` is not a PRNG key; a size is not an integer (bool, float, None).
       ValueError: non-positive sizes, or more planted cells than cells.
     """
-    for name, v in (("n_samples", n_samples), ("n_steps", n_steps), ("n_features", n_features)):
-        _check_count(name, v, 1)
+    _check_key(key)
+    n_samples, n_steps, n_features = (
+        _check_count(name, v, 1) for name, v in (("n_samples", n_samples), ("n_steps", n_steps),
+                                                 ("n_features", n_features))
+    )
     kx, kc = jax.random.split(key)
     coefs = _planted(kc, (n_steps, n_features), n_planted, "sequence")
     X = _uniform(kx, (n_samples, n_steps, n_features))
@@ -121,11 +179,14 @@ def image(
     get 0, and summing over channels gives the per-pixel truth.
 
     Raises:
+      TypeError: ``key`` is not a PRNG key; a size is not an integer (bool, float, None).
       ValueError: non-positive sizes, or 2 * patch > min(height, width) (the patches would overlap).
     """
-    for name, v in (("n_samples", n_samples), ("height", height), ("width", width), ("channels", channels),
-                    ("patch", patch)):
-        _check_count(name, v, 1)
+    _check_key(key)
+    n_samples, height, width, channels, patch = (
+        _check_count(name, v, 1) for name, v in (("n_samples", n_samples), ("height", height), ("width", width),
+                                                 ("channels", channels), ("patch", patch))
+    )
     if 2 * patch > min(height, width):
         raise ValueError(f"patch={patch} too large for a {height}x{width} image; need 2 * patch <= {min(height, width)}")
     w = 1.0 / (patch * patch * channels)
@@ -145,8 +206,49 @@ class ClosedForm(NamedTuple):
     attributions: Callable[..., jax.Array]
 
 
-def _baseline(x, baseline):
-    return jnp.zeros_like(x) if baseline is None else jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+def _real_array(value, name, ndim, fix):
+    """Returns ``value`` as a float JAX array of the given ndim; integers are cast to float32."""
+    if callable(value) or isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name}={value!r} is not an array of real numbers; {fix}")
+    try:
+        arr = value if isinstance(value, jax.Array) else np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}={value!r} is not an array of real numbers ({e}); {fix}") from None
+    if arr.dtype.kind in "iub":
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} has dtype bool; {fix}")
+        arr = arr.astype(np.float32)
+    elif arr.dtype.kind != "f":
+        raise TypeError(f"{name} has dtype {arr.dtype}; {fix}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} has shape {tuple(arr.shape)}; {fix}")
+    return jnp.asarray(arr)
+
+
+def _check_g(g, name="g"):
+    if not callable(g):
+        raise TypeError(
+            f"{name}={g!r} is not callable; pass an elementwise jnp function such as jnp.tanh or jax.nn.softplus"
+        )
+
+
+def _inputs(x, baseline, D):
+    """Returns (x, baseline broadcast to x) for a batch x of shape (B, D)."""
+    x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[1] != D:
+        hint = f"; for one example pass x[None] (shape (1, {D}))" if x.shape == (D,) else ""
+        raise ValueError(f"x has shape {tuple(x.shape)}; pass a batch of shape (B, {D}){hint}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x has dtype {x.dtype}; pass floats, e.g. x.astype(jnp.float32)")
+    if baseline is None:
+        return x, jnp.zeros_like(x)
+    b = jnp.asarray(baseline, x.dtype)
+    if b.shape not in ((), (D,), (1, D), x.shape):
+        raise ValueError(
+            f"baseline shape {tuple(b.shape)} does not match x of shape {tuple(x.shape)}; pass a baseline of "
+            f"shape (), ({D},), (1, {D}) or {tuple(x.shape)}"
+        )
+    return x, jnp.broadcast_to(b, x.shape)
 
 
 def single_index(w: jax.Array, g: Callable[[jax.Array], jax.Array] = jnp.tanh) -> ClosedForm:
@@ -160,16 +262,15 @@ def single_index(w: jax.Array, g: Callable[[jax.Array], jax.Array] = jnp.tanh) -
     Near s = 0 the difference quotient loses precision; the formula switches to the midpoint derivative
     g'(w . (x + x') / 2) when |s| < 1e-4 (error O(s^2)).
     """
-    w = jnp.asarray(w)
-    if w.ndim != 1:
-        raise ValueError(f"w has shape {w.shape}; pass a vector (D,)")
+    w = _real_array(w, "w", 1, "pass a vector (D,) of floats")
+    _check_g(g)
     dg = jax.vmap(jax.grad(lambda z: g(z)))
 
     def f(x):
         return g(x @ w)
 
     def attributions(x, baseline=None):
-        b = _baseline(x, baseline)
+        x, b = _inputs(x, baseline, w.shape[0])
         zx, zb = x @ w, b @ w
         s = zx - zb
         small = jnp.abs(s) < 1e-4
@@ -186,15 +287,14 @@ def additive(coefs: jax.Array, g: Callable[[jax.Array], jax.Array] = jnp.sin) ->
     Exact IG: IG_i = coefs_i (g(x_i) - g(x'_i)), since feature i's gradient depends on x_i alone and the
     straight path integrates it from x'_i to x_i (fundamental theorem of calculus).
     """
-    coefs = jnp.asarray(coefs)
-    if coefs.ndim != 1:
-        raise ValueError(f"coefs has shape {coefs.shape}; pass a vector (D,)")
+    coefs = _real_array(coefs, "coefs", 1, "pass a vector (D,) of floats")
+    _check_g(g)
 
     def f(x):
         return g(x) @ coefs
 
     def attributions(x, baseline=None):
-        b = _baseline(x, baseline)
+        x, b = _inputs(x, baseline, coefs.shape[0])
         return coefs * (g(x) - g(b))
 
     return ClosedForm(f, attributions)
@@ -206,17 +306,20 @@ def quadratic(A: jax.Array, c: jax.Array | None = None) -> ClosedForm:
     With S = (A + A^T) / 2 the gradient is 2 S x + c, linear along the straight path, so its path average
     is its value at the midpoint and IG_i = (x_i - x'_i) ((S (x + x'))_i + c_i) exactly.
     """
-    A = jnp.asarray(A)
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+    A = _real_array(A, "A", 2, "pass a square matrix (D, D) of floats")
+    if A.shape[0] != A.shape[1]:
         raise ValueError(f"A has shape {A.shape}; pass a square matrix (D, D)")
     S = (A + A.T) / 2
-    c = jnp.zeros(A.shape[0], A.dtype) if c is None else jnp.asarray(c)
+    D = A.shape[0]
+    c = jnp.zeros(D, A.dtype) if c is None else _real_array(c, "c", 1, f"pass a vector ({D},) of floats or None")
+    if c.shape != (D,):
+        raise ValueError(f"c has shape {c.shape} but A is {A.shape}; pass a vector ({D},) or None")
 
     def f(x):
         return jnp.einsum("bi,ij,bj->b", x, A, x) + x @ c
 
     def attributions(x, baseline=None):
-        b = _baseline(x, baseline)
+        x, b = _inputs(x, baseline, D)
         return (x - b) * ((x + b) @ S + c)
 
     return ClosedForm(f, attributions)

@@ -271,7 +271,120 @@ def test_symmetry_refuses_unmet_preconditions():
 def test_checks_reject_bad_targets_and_attributions():
     with pytest.raises(ValueError):
         axioms.check_completeness(IG, smooth3, X, target=jnp.array([0, 1]))
-    with pytest.raises(ValueError, match="pass target="):
+    with pytest.raises(ValueError, match="target="):  # f has 3 outputs and no target says which
         axioms.check_completeness(lambda f, x, b: x, smooth3, X)
     with pytest.raises(ValueError, match="shape"):
         axioms.check_completeness(lambda f, x, b, target: x[:, :2], smooth3, X, target=0)
+
+
+# ---- entry validation: transformed inputs, empty batches, missing batch axes, settings
+
+ALL_CHECKS = {
+    "completeness": lambda x, **kw: axioms.check_completeness(IG, smooth3, x, target=0, **kw),
+    "sensitivity": lambda x, **kw: axioms.check_sensitivity(IG, smooth3, x, target=0, **kw),
+    "dummy": lambda x, **kw: axioms.check_dummy(IG, smooth3, x, target=0, **kw),
+    "implementation_invariance": lambda x, **kw: axioms.check_implementation_invariance(
+        IG, smooth3, smooth3, x, target=0, **kw),
+    "linearity": lambda x, **kw: axioms.check_linearity(IG, smooth3, smooth3, x, target=0, **kw),
+    "symmetry": lambda x, **kw: axioms.check_symmetry(IG, smooth3, x, i=0, j=1, target=0, **kw),
+}
+TRACED = r"x is a traced value: the axiom checks run eagerly .*Python booleans.*the method and f it calls may"
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CHECKS))
+def test_checks_under_jit_and_vmap_say_they_run_eagerly(name):
+    check = ALL_CHECKS[name]
+    with pytest.raises(TypeError, match=TRACED):
+        jax.jit(lambda x: check(x).passed)(X)
+    with pytest.raises(TypeError, match=TRACED):
+        jax.vmap(lambda x: check(x[None]).passed)(X)
+
+
+def test_traced_baseline_and_target_are_named():
+    with pytest.raises(TypeError, match=r"^baseline is a traced value"):
+        jax.jit(lambda b: axioms.check_completeness(IG, smooth3, X, b, target=0).passed)(BASE)
+    with pytest.raises(TypeError, match=r"^target is a traced value"):
+        jax.jit(lambda t: axioms.check_completeness(IG, smooth3, X, target=t).passed)(jnp.zeros(3, int))
+
+
+def test_jitted_method_and_f_are_fine():
+    f = jax.jit(smooth3)
+    method = jax.jit(IG, static_argnums=0, static_argnames="target")
+    assert axioms.check_completeness(method, f, X, BASE, target=1).passed
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CHECKS))
+def test_empty_batch_is_refused(name):
+    with pytest.raises(ValueError, match=r"x has an empty batch .*\(0, 4\).*at least one example"):
+        ALL_CHECKS[name](jnp.zeros((0, 4)))
+
+
+@pytest.mark.parametrize("f", [lambda x: jnp.sum(x), lambda x: jnp.tanh(x).sum(-1), lambda x: x @ jnp.ones(3)])
+def test_one_example_without_batch_axis_gets_the_x_none_hint(f):
+    x = jnp.array([0.5, -1.0, 2.0])
+    with pytest.raises(ValueError, match=r"f\(x\) returns a scalar for x of shape \(3,\).*add a batch axis: x\[None\]"):
+        axioms.check_completeness(IG, f, x)
+    with pytest.raises(ValueError, match=r"f1\(x\) returns a scalar.*x\[None\]"):
+        axioms.check_linearity(IG, f, f, x)
+    # with the batch axis added the same data checks fine
+    assert axioms.check_completeness(IG, lambda z: jnp.sum(z, axis=-1), x[None]).passed
+
+
+def test_one_feature_per_example_is_still_a_batch():
+    """x of shape (B,) with f returning (B,) is B examples of one feature: no hint, the check runs."""
+    r = axioms.check_completeness(IG, lambda x: x**2, jnp.array([0.5, -1.0, 2.0]))
+    assert r.passed and r.measured.shape == (3,)
+
+
+@pytest.mark.parametrize(("kw", "err", "msg"), [
+    ({"rtol": "a"}, TypeError, r"rtol='a' must be a real number"),
+    ({"atol": None}, TypeError, r"atol=None must be a real number"),
+    ({"rtol": True}, TypeError, r"rtol=True must be a real number"),
+    ({"rtol": -1e-3}, ValueError, r"rtol=-0.001; pass a finite number >= 0"),
+    ({"atol": float("nan")}, ValueError, r"atol=nan; pass a finite number"),
+])
+def test_completeness_tolerances(kw, err, msg):
+    with pytest.raises(err, match=msg):
+        axioms.check_completeness(IG, smooth3, X, target=0, **kw)
+
+
+def test_settings_of_the_other_checks():
+    with pytest.raises(TypeError, match=r"n_points=2.5 is not an integer; pass an int >= 2"):
+        axioms.check_dummy(IG, smooth3, X, target=0, n_points=2.5)
+    with pytest.raises(ValueError, match=r"n_points=1; pass an int >= 2"):
+        axioms.check_dummy(IG, smooth3, X, target=0, n_points=1)
+    with pytest.raises(TypeError, match=r"key=0 is not a PRNG key; pass key=jax.random.key\(0\)"):
+        axioms.check_dummy(IG, smooth3, X, target=0, key=0)
+    with pytest.raises(TypeError, match=r"key=0 is not a PRNG key"):
+        axioms.check_symmetry(IG, smooth3, X, i=0, j=1, key=0)
+    with pytest.raises(TypeError, match=r"batch_size=2.5 is not an integer"):
+        axioms.check_sensitivity(IG, smooth3, X, target=0, batch_size=2.5)
+    with pytest.raises(TypeError, match=r"min_fraction='small'"):
+        axioms.check_sensitivity(IG, smooth3, X, target=0, min_fraction="small")
+    with pytest.raises(ValueError, match=r"n_points=0; pass an int >= 1"):
+        axioms.check_implementation_invariance(IG, smooth3, smooth3, X, target=0, n_points=0)
+    with pytest.raises(TypeError, match=r"equivalence_rtol=None"):
+        axioms.check_implementation_invariance(IG, smooth3, smooth3, X, target=0, equivalence_rtol=None)
+    with pytest.raises(TypeError, match=r"coefficients=\(1.0,\); pass a pair of numbers"):
+        axioms.check_linearity(IG, smooth3, smooth3, X, target=0, coefficients=(1.0,))
+    with pytest.raises(TypeError, match=r"coefficients\[1\]='x' must be a real number"):
+        axioms.check_linearity(IG, smooth3, smooth3, X, target=0, coefficients=(1.0, "x"))
+    with pytest.raises(TypeError, match=r"f2=None is not callable"):
+        axioms.check_linearity(IG, smooth3, None, X, target=0)
+    with pytest.raises(TypeError, match=r"method='ig' is not callable; pass a method\(f, x, baseline"):
+        axioms.check_completeness("ig", smooth3, X, target=0)
+
+
+@pytest.mark.parametrize(("i", "err", "msg"), [
+    (0.5, TypeError, r"i=0.5 is not an integer; pass a flat feature index in \[0, 3\)"),
+    (True, TypeError, r"i=True is a bool"),
+    ("0", TypeError, r"i='0' is not an integer"),
+    (3, ValueError, r"i=3; pass a flat feature index in \[0, 3\)"),
+    ((0.0,), TypeError, r"i\[0\]=0.0 is not an integer"),
+    ((5,), ValueError, r"i=\(5,\) is not an index into one example of shape \(3,\)"),
+])
+def test_symmetry_feature_indices(i, err, msg):
+    x = jnp.array([[0.3, 0.3, 1.0], [0.2, 0.2, -1.0]])
+    with pytest.raises(err, match=msg):
+        axioms.check_symmetry(IG, lambda z: z[:, 0] * z[:, 1], x, i=i, j=1)
+    assert axioms.check_symmetry(IG, lambda z: z[:, 0] * z[:, 1], x, i=np.int64(0), j=(1,)).passed

@@ -152,3 +152,128 @@ def test_closed_form_errors():
         datasets.single_index(jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="square"):
         datasets.quadratic(jnp.ones((2, 3)))
+
+
+# ---- entry validation: keys, counts, closed-form arguments
+
+GENERATORS = {
+    "pos_neg_noise": lambda key, n=3, **kw: datasets.pos_neg_noise(key, n, n_pos=2, n_neg=1, n_noise=1, **kw),
+    "time_series": lambda key, n=3, **kw: datasets.time_series(key, n, n_steps=3, n_features=2, n_planted=2, **kw),
+    "image": lambda key, n=3, **kw: datasets.image(key, n, height=4, width=4, patch=2, **kw),
+}
+
+
+@pytest.mark.parametrize("gen", sorted(GENERATORS))
+@pytest.mark.parametrize("key", [0, 0.5, None, "0", np.array([0, 0], np.int32), jnp.zeros(2)])
+def test_generators_refuse_non_keys(gen, key):
+    with pytest.raises(TypeError, match=r"key=.* is not a PRNG key; pass key=jax.random.key\(0\)"):
+        GENERATORS[gen](key)
+
+
+def test_both_key_styles_give_the_same_draw():
+    new = datasets.pos_neg_noise(jax.random.key(3), 3, 2, 1, 1)[0]
+    old = datasets.pos_neg_noise(jax.random.PRNGKey(3), 3, 2, 1, 1)[0]
+    np.testing.assert_array_equal(new, old)  # same bits, same draw
+
+
+@pytest.mark.parametrize("gen", sorted(GENERATORS))
+def test_generators_refuse_key_batches(gen):
+    with pytest.raises(ValueError, match=r"pass a single key.*jax.vmap"):
+        GENERATORS[gen](jax.random.split(jax.random.key(0), 2))
+    with pytest.raises(ValueError, match=r"pass a single key.*jax.vmap"):
+        GENERATORS[gen](jnp.zeros((2, 2), jnp.uint32))
+
+
+def test_generators_vmap_over_keys():
+    keys = jax.random.split(KEY, 2)
+    X = jax.vmap(lambda k: GENERATORS["pos_neg_noise"](k)[0])(keys)
+    np.testing.assert_array_equal(X[1], GENERATORS["pos_neg_noise"](keys[1])[0])
+
+
+@pytest.mark.parametrize("gen", sorted(GENERATORS))
+@pytest.mark.parametrize(("n", "err", "msg"), [
+    (None, TypeError, r"n_samples=None of type NoneType is not an integer"),
+    (np.float64(3.0), TypeError, r"n_samples=np.float64\(3.0\) .*not an integer.*\(e.g. n_samples=3\)"),
+    (3.0, TypeError, r"n_samples=3.0 .*not an integer.*\(e.g. n_samples=3\)"),
+    (2.5, TypeError, r"n_samples=2.5 of type float is not an integer; pass an int >= 1$"),
+    ("3", TypeError, r"n_samples='3' of type str"),
+    (True, TypeError, r"n_samples=True is a bool"),
+    (np.bool_(True), TypeError, r"n_samples=np.True_ is a bool"),
+    (-1, ValueError, r"n_samples=-1; pass an integer >= 1"),
+    (0, ValueError, r"n_samples=0; pass an integer >= 1"),
+])
+def test_generators_refuse_bad_counts(gen, n, err, msg):
+    with pytest.raises(err, match=msg):
+        GENERATORS[gen](KEY, n)
+
+
+def test_generators_accept_numpy_and_0d_integer_counts():
+    a = GENERATORS["pos_neg_noise"](KEY, np.int64(3))[0]
+    b = GENERATORS["pos_neg_noise"](KEY, np.array(3))[0]
+    c = GENERATORS["pos_neg_noise"](KEY, 3)[0]
+    assert a.shape[0] == b.shape[0] == 3
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(b, c)
+
+
+def test_every_count_argument_is_checked():
+    with pytest.raises(TypeError, match=r"n_noise=1.0 .*\(e.g. n_noise=1\)"):
+        datasets.pos_neg_noise(KEY, 2, n_noise=1.0)
+    with pytest.raises(ValueError, match=r"n_pos=-2; pass an integer >= 0"):
+        datasets.pos_neg_noise(KEY, 2, n_pos=-2)
+    with pytest.raises(TypeError, match=r"n_neg=False is a bool"):
+        datasets.pos_neg_noise(KEY, 2, n_neg=False)
+    with pytest.raises(TypeError, match=r"n_planted=2.0"):
+        datasets.time_series(KEY, 2, n_planted=2.0)
+    with pytest.raises(TypeError, match=r"n_steps=None"):
+        datasets.time_series(KEY, 2, n_steps=None)
+    with pytest.raises(ValueError, match=r"n_features=0"):
+        datasets.time_series(KEY, 2, n_features=0)
+    for name in ("height", "width", "channels", "patch"):
+        with pytest.raises(TypeError, match=rf"{name}=2.0"):
+            datasets.image(KEY, 2, **{name: 2.0})
+
+
+def test_traced_count_under_jit_says_make_it_static():
+    with pytest.raises(TypeError, match=r"n_samples is a traced value.*static"):
+        jax.jit(lambda n: datasets.pos_neg_noise(KEY, n))(3)
+    X = jax.jit(datasets.pos_neg_noise, static_argnums=(1, 2, 3, 4))(KEY, 3, 2, 1, 1)[0]
+    assert X.shape == (3, 4)
+
+
+def test_closed_form_argument_errors():
+    with pytest.raises(TypeError, match=r"g='tanh' is not callable; pass an elementwise jnp function"):
+        datasets.single_index(W, "tanh")
+    with pytest.raises(TypeError, match=r"g=None is not callable"):
+        datasets.additive(W, None)
+    with pytest.raises(TypeError, match=r"coefs='ab' is not an array of real numbers"):
+        datasets.additive("ab")
+    with pytest.raises(TypeError, match=r"w has dtype bool"):
+        datasets.single_index(np.array([True, False]))
+    with pytest.raises(TypeError, match=r"w=None"):
+        datasets.single_index(None)
+    with pytest.raises(ValueError, match=r"c has shape \(3,\) but A is \(2, 2\)"):
+        datasets.quadratic(jnp.eye(2), c=jnp.ones(3))
+
+
+def test_closed_form_integer_weights_are_cast_to_float():
+    cf = datasets.additive([1, -2, 3, 0, 1])
+    np.testing.assert_allclose(cf.attributions(X5), np.array([1, -2, 3, 0, 1]) * np.sin(X5), rtol=1e-6)
+    assert cf.attributions(X5).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", sorted(CLOSED))
+def test_closed_form_attributions_check_x_and_baseline(name):
+    cf = CLOSED[name]
+    with pytest.raises(ValueError, match=r"x has shape \(5,\); pass a batch of shape \(B, 5\); .*x\[None\]"):
+        cf.attributions(X5[0])
+    with pytest.raises(ValueError, match=r"x has shape \(3, 4\); pass a batch of shape \(B, 5\)"):
+        cf.attributions(X5[:, :4])
+    with pytest.raises(TypeError, match=r"x has dtype int32"):
+        cf.attributions(jnp.ones((2, 5), jnp.int32))
+    with pytest.raises(ValueError, match=r"baseline shape \(4,\) does not match x of shape \(3, 5\)"):
+        cf.attributions(X5, jnp.zeros(4))
+    # scalar, (D,), (1, D) and (B, D) baselines all mean the same thing
+    b = jnp.full((3, 5), 0.25)
+    for bb in (0.25, jnp.full(5, 0.25), jnp.full((1, 5), 0.25), b):
+        np.testing.assert_allclose(cf.attributions(X5, bb), cf.attributions(X5, b), rtol=1e-6)

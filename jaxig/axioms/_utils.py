@@ -122,17 +122,38 @@ def flatten(x: Any, what: str = "x") -> tuple[np.ndarray, FlatSpec]:
     pairs, treedef = jax.tree_util.tree_flatten_with_path(x)
     if not pairs:
         raise ValueError(f"{what} has no array leaves; pass an array or a pytree of arrays")
-    leaves = [np.asarray(leaf) for _, leaf in pairs]
-    for (path, _), leaf in zip(pairs, leaves):
+    leaves = []
+    for path, raw in pairs:
+        name = f"{what}{jax.tree_util.keystr(path)}"
+        if isinstance(raw, (str, bytes)):
+            raise TypeError(f"{name} is the string {raw!r}; every leaf of {what} must be a float array")
+        leaf = np.asarray(raw)
+        # dtype before ndim: a string or object leaf is a type error, not a missing batch axis
+        if leaf.dtype.kind not in "biufc":
+            raise TypeError(
+                f"{name} is a {type(raw).__name__} (dtype {leaf.dtype}); every leaf of {what} must be a float array"
+            )
         if leaf.ndim == 0:
             raise ValueError(
-                f"{what}{jax.tree_util.keystr(path)} is a scalar; inputs need a leading batch axis"
+                f"{name} is a scalar; inputs need a leading batch axis. For a single example pass "
+                f"{what}[None] (shape (1, ...))"
             )
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise TypeError(f"{what}{jax.tree_util.keystr(path)} has dtype {leaf.dtype}; pass floats")
+            raise TypeError(f"{name} has dtype {leaf.dtype}; pass floats, e.g. {name}.astype(jnp.float32)")
+        leaves.append(leaf)
     batch = leaves[0].shape[0]
-    if any(leaf.shape[0] != batch for leaf in leaves):
-        raise ValueError(f"{what} leaves disagree on the batch size: {[leaf.shape for leaf in leaves]}")
+    for (path, _), leaf in zip(pairs, leaves):
+        if leaf.shape[0] != batch:
+            first = f"{what}{jax.tree_util.keystr(pairs[0][0])}"
+            raise ValueError(
+                f"{what}{jax.tree_util.keystr(path)} has batch size {leaf.shape[0]} (shape {leaf.shape}) but "
+                f"{first} has {batch}; every leaf of {what} needs the same leading batch axis"
+            )
+    if batch == 0:
+        raise ValueError(
+            f"{what} has an empty batch (leaf shapes {[leaf.shape for leaf in leaves]}); the checks measure "
+            "each example, so pass at least one example"
+        )
     dtype = np.result_type(*leaves)
     flat = np.concatenate([leaf.reshape(batch, -1).astype(dtype) for leaf in leaves], axis=1)
     spec = FlatSpec(

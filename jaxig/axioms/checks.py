@@ -12,8 +12,14 @@ example (``.measured``, shape (B,), or (K, B) for ``target="all"``), the ``.tole
 and a report naming what failed where; ``check_...(...).raise_if_failed()`` is a one-line pytest assert.
 
 The checks run eagerly (they return Python booleans and strings), so they cannot be jit-compiled
-themselves; the method and f they call may be jitted. Auxiliary batches (e.g. one input per feature in
-`check_sensitivity`) are built by repeating the batch; a callable target must therefore work on any
+themselves; the method and f they call may be jitted. Called with traced inputs (x, baseline, target or key
+under ``jax.jit``, ``jax.vmap`` or ``jax.grad``) they raise TypeError at entry saying so. Also refused at entry,
+with the fix in the message: an empty batch, lists of numbers or string leaves as x or baseline, settings of
+the wrong type (tolerances must be real numbers >= 0, counts and indices ints, not bools or floats, ``key`` a
+PRNG key), and an f that returns a scalar for x made only of (B,) leaves (one example without its batch axis:
+pass x[None]).
+
+Auxiliary batches (e.g. one input per feature in `check_sensitivity`) are built by repeating the batch; a callable target must therefore work on any
 batch size, and an int-array target is repeated with the batch (row r belongs to example r % B).
 
 Reference: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017, sections 2-3.
@@ -21,6 +27,7 @@ Reference: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._baselines import resolve_baseline
+from .._targets import resolve_target
+from ..datasets import _check_key as check_key
 from ._probe import detect_dummies, dummy_mask, sample_points
 from ._utils import (
     AxiomResult,
@@ -42,8 +52,6 @@ from ._utils import (
     unflatten,
     where,
 )
-from .._baselines import resolve_baseline
-from .._targets import resolve_target
 
 __all__ = [
     "AxiomResult",
@@ -55,12 +63,89 @@ __all__ = [
     "check_symmetry",
 ]
 
-def _prepare(x, baseline, target):
+def _prepare(x, baseline, target, method, fs, key=None):
+    """Validates the entry arguments and returns (flat_x, flat_b, baseline tree, spec)."""
+    if not callable(method):
+        raise TypeError(
+            f"method={method!r} is not callable; pass a method(f, x, baseline[, target=]) -> attributions, "
+            "e.g. functools.partial(jaxig.integrated_gradients, n_steps=64)"
+        )
+    for name, f in fs:
+        if not callable(f):
+            raise TypeError(f"{name}={f!r} is not callable; pass the model as a function batch -> outputs")
+    traced = [
+        what for what, tree in (("x", x), ("baseline", baseline), ("target", target), ("key", key))
+        if not callable(tree) and any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+    ]
+    if traced:
+        raise TypeError(
+            f"{' and '.join(traced)} {'is a traced value' if len(traced) == 1 else 'are traced values'}: the "
+            "axiom checks run eagerly (they return Python booleans and reports), so they cannot run under "
+            "jax.jit, jax.vmap or jax.grad. Call the check outside the transformation on concrete arrays; "
+            "the method and f it calls may themselves be jitted, e.g. method=jax.jit(method, static_argnums=...)"
+        )
+    if isinstance(x, (list, tuple)) and x and all(
+        isinstance(leaf, (int, float, np.number)) for leaf in jax.tree.leaves(x)
+    ):
+        raise TypeError(
+            "x is a (nested) list of numbers, which JAX reads as a pytree of scalars; pass an array: "
+            "x=jnp.asarray(x, jnp.float32) (shape (B, ...))"
+        )
+    if key is not None:
+        check_key(key)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(baseline)[0]:
+        if isinstance(leaf, (str, bytes)):
+            raise TypeError(
+                f"baseline{jax.tree_util.keystr(path)} is the string {leaf!r}; a baseline holds numbers: None "
+                "(zeros), a scalar, or arrays shaped like x (one example's shape, (1, ...) or x's shape)"
+            )
     flat_x, spec = flatten(x)
     b_tree = resolve_baseline(baseline, x)
     flat_b, _ = flatten(b_tree, "baseline")
     resolve_target(target, spec.batch)  # the same errors integrated_gradients would raise
+    if all(shape == () for shape in spec.shapes):
+        _hint_missing_batch_axis(x, spec, fs)
     return flat_x, flat_b, b_tree, spec
+
+
+def _hint_missing_batch_axis(x, spec, fs):
+    """Raises when x is all (B,) leaves and f maps it to a scalar: x was likely one example without a batch axis."""
+    for name, f in fs:
+        try:
+            out = jax.eval_shape(f, x)
+        except Exception:  # noqa: BLE001, S112 -- f may not be traceable (NumPy inside); the method then speaks
+            continue
+        if getattr(out, "shape", None) == ():
+            shape = (spec.batch,)
+            raise ValueError(
+                f"{name}(x) returns a scalar for x of shape {shape}, which the checks read as a batch of "
+                f"{spec.batch} examples with one feature each. If x is one example of {spec.batch} features, "
+                f"add a batch axis: x[None] (shape (1, {spec.batch})), and make {name} map (B, {spec.batch}) "
+                "to (B,) or (B, K), e.g. reduce with axis=-1"
+            )
+
+
+def _check_real(name, value, minimum=0.0):
+    """Returns value as a float; raises unless it is a real number >= minimum (not a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}={value!r} must be a real number; pass e.g. {name}=1e-3")
+    v = float(value)
+    if not np.isfinite(v) or v < minimum:
+        raise ValueError(f"{name}={value!r}; pass a finite number >= {minimum:g}")
+    return v
+
+
+def _check_int(name, value, minimum):
+    """Returns value as an int; raises unless it is an integer (not a bool, not a float) >= minimum."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r} is a bool; pass an int >= {minimum}")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}={value!r} is not an integer; pass an int >= {minimum}") from None
+    if n < minimum:
+        raise ValueError(f"{name}={n}; pass an int >= {minimum}")
+    return n
 
 
 def _outputs(f, tree, target, n) -> np.ndarray:
@@ -115,7 +200,8 @@ def check_completeness(
     Raises:
       ValueError/TypeError: malformed inputs, targets or attributions.
     """
-    flat_x, _, b_tree, spec = _prepare(x, baseline, target)
+    rtol, atol = _check_real("rtol", rtol), _check_real("atol", atol)
+    flat_x, _, b_tree, spec = _prepare(x, baseline, target, method, (("f", f),))
     attr = _attr(method, f, x, baseline, target, spec)
     diff = _outputs(f, x, target, spec.batch) - _outputs(f, b_tree, target, spec.batch)
     total = attr.sum(axis=-1)
@@ -157,7 +243,10 @@ def check_sensitivity(
     Raises:
       ValueError/TypeError: malformed inputs, targets, features or attributions.
     """
-    flat_x, flat_b, b_tree, spec = _prepare(x, baseline, target)
+    min_fraction, atol = _check_real("min_fraction", min_fraction), _check_real("atol", atol)
+    if batch_size is not None:
+        batch_size = _check_int("batch_size", batch_size, 1)
+    flat_x, flat_b, b_tree, spec = _prepare(x, baseline, target, method, (("f", f),))
     B, D = flat_x.shape
     feats = np.arange(D) if features is None else np.asarray(features).reshape(-1)
     if feats.size == 0 or not np.issubdtype(feats.dtype, np.integer) or feats.min() < 0 or feats.max() >= D:
@@ -232,7 +321,10 @@ def check_dummy(
     Raises:
       ValueError/TypeError: malformed inputs, targets, dummies or attributions.
     """
-    flat_x, flat_b, b_tree, spec = _prepare(x, baseline, target)
+    dependence_rtol = _check_real("dependence_rtol", dependence_rtol)
+    rtol, atol = _check_real("rtol", rtol), _check_real("atol", atol)
+    n_points = _check_int("n_points", n_points, 2)
+    flat_x, flat_b, b_tree, spec = _prepare(x, baseline, target, method, (("f", f),), key)
     attr = _attr(method, f, x, baseline, target, spec)
     diff = _outputs(f, x, target, spec.batch) - _outputs(f, b_tree, target, spec.batch)
     K = attr.shape[0]
@@ -240,8 +332,6 @@ def check_dummy(
         mask = dummy_mask(dummies, spec, K)
         how = "given by the caller"
     else:
-        if n_points < 2:
-            raise ValueError(f"n_points={n_points}; pass at least 2 probe points per example")
         scale = np.max(np.abs(diff), axis=1)
         mask = detect_dummies(f, flat_x, flat_b, spec, target, key, n_points, dependence_rtol, scale)
         how = f"detected: no influence at {n_points} probe points per example on and around the path"
@@ -286,7 +376,11 @@ def check_implementation_invariance(
     Raises:
       ValueError: f1 and f2 are not equivalent on the probed points; malformed inputs.
     """
-    flat_x, flat_b, _, spec = _prepare(x, baseline, target)
+    rtol, atol = _check_real("rtol", rtol), _check_real("atol", atol)
+    equivalence_rtol = _check_real("equivalence_rtol", equivalence_rtol)
+    equivalence_atol = _check_real("equivalence_atol", equivalence_atol)
+    n_points = _check_int("n_points", n_points, 1)
+    flat_x, flat_b, _, spec = _prepare(x, baseline, target, method, (("f1", f1), ("f2", f2)), key)
     B, D = flat_x.shape
     pts, labels = sample_points(flat_x, flat_b, key, max(n_points, 2), n_points)
     n = pts.shape[0]
@@ -339,8 +433,11 @@ def check_linearity(
     Raises:
       ValueError: f1 and f2 output shapes differ; malformed inputs.
     """
-    a, b = (float(c) for c in coefficients)
-    _, _, _, spec = _prepare(x, baseline, target)
+    if not isinstance(coefficients, (tuple, list)) or len(coefficients) != 2:
+        raise TypeError(f"coefficients={coefficients!r}; pass a pair of numbers (a, b) for a*f1 + b*f2")
+    a, b = (_check_real(f"coefficients[{i}]", c, -np.inf) for i, c in enumerate(coefficients))
+    rtol, atol = _check_real("rtol", rtol), _check_real("atol", atol)
+    _, _, _, spec = _prepare(x, baseline, target, method, (("f1", f1), ("f2", f2)))
     s1, s2 = jnp.shape(f1(x)), jnp.shape(f2(x))
     if s1 != s2:
         raise ValueError(f"f1 returns outputs of shape {s1} but f2 {s2}; a*f1 + b*f2 needs equal shapes")
@@ -378,10 +475,18 @@ def _feature_index(i, spec, name) -> int:
         if len(spec.shapes) != 1:
             raise ValueError(f"{name}={i!r}: tuple indices need a single-array x; pass a flat index in [0, {D})")
         try:
-            return int(np.ravel_multi_index(i, spec.shapes[0]))
+            idx = tuple(_check_int(f"{name}[{k}]", v, 0) for k, v in enumerate(i))
+            return int(np.ravel_multi_index(idx, spec.shapes[0]))
         except ValueError as e:
-            raise ValueError(f"{name}={i!r} is not an index into one example of shape {spec.shapes[0]}") from e
-    i = int(i)
+            raise ValueError(
+                f"{name}={i!r} is not an index into one example of shape {spec.shapes[0]} ({e})"
+            ) from None
+    if isinstance(i, (bool, np.bool_)):
+        raise TypeError(f"{name}={i!r} is a bool; pass a flat feature index in [0, {D})")
+    try:
+        i = operator.index(i)
+    except TypeError:
+        raise TypeError(f"{name}={i!r} is not an integer; pass a flat feature index in [0, {D})") from None
     if not 0 <= i < D:
         raise ValueError(f"{name}={i}; pass a flat feature index in [0, {D})")
     return i
@@ -405,7 +510,11 @@ def check_symmetry(
     Raises:
       ValueError: a precondition does not hold (the message says which and where); malformed inputs.
     """
-    flat_x, flat_b, _, spec = _prepare(x, baseline, target)
+    rtol, atol = _check_real("rtol", rtol), _check_real("atol", atol)
+    symmetry_rtol = _check_real("symmetry_rtol", symmetry_rtol)
+    symmetry_atol = _check_real("symmetry_atol", symmetry_atol)
+    n_points = _check_int("n_points", n_points, 1)
+    flat_x, flat_b, _, spec = _prepare(x, baseline, target, method, (("f", f),), key)
     B, D = flat_x.shape
     i, j = _feature_index(i, spec, "i"), _feature_index(j, spec, "j")
     if i == j:
