@@ -25,8 +25,9 @@ def check_baseline(baseline: Any, x: Any) -> None:
         return
     x_leaves, x_def = jax.tree_util.tree_flatten_with_path(x)
     b_leaves, b_def = jax.tree_util.tree_flatten(baseline)
-    # One array for one array is accepted whatever containers wrap them.
-    if b_def != x_def and not (len(x_leaves) == 1 and len(b_leaves) == 1):
+    # A bare array is accepted for a single-leaf x whatever containers wrap x; mismatched keys are not.
+    bare = jax.tree_util.treedef_is_leaf(b_def)
+    if b_def != x_def and not (len(x_leaves) == 1 and len(b_leaves) == 1 and bare):
         raise ValueError(
             f"baseline structure {b_def} does not match input structure {x_def}; pass a "
             "baseline with the same keys/containers as x, a scalar, or None for zeros"
@@ -71,6 +72,11 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _check_numeric(value: Any, name: str) -> None:
-    dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} is {value!r}; a baseline must hold real numbers (None means zeros for the whole baseline)")
+    try:
+        dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
+    except TypeError as err:
+        raise TypeError(f"{name} ({type(value).__name__}) is not a number or an array of numbers") from err
     if isinstance(value, bool) or not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(f"{name} has dtype {dtype}; a baseline must hold real numbers")
