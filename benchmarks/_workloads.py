@@ -17,7 +17,7 @@ Importing this module needs torch (the ``[compare]`` extra).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -13,6 +13,7 @@ Usage: ``python benchmarks/accurate_default.py [--workloads a,b] [--repeats 5]``
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -25,8 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-import jaxig  # noqa: E402
 from _workloads import build  # noqa: E402
+
+import jaxig  # noqa: E402
 
 PWL_WORKLOADS = ("mlp_california", "mlp_linear96", "cnn32")
 
@@ -60,13 +62,13 @@ def main(argv=None):
         x = jnp.asarray(w.x)
         f, kw = w.jax_fn, dict(target=w.target)
         with jax.enable_x64(True):  # float32 weights, float64 inputs: the search and sums in float64
-            ref = np.asarray(jaxig.exact_integrated_gradients(lambda z: w.jax_fn(z), x.astype(jnp.float64), **kw))
+            ref = np.asarray(jaxig.exact_integrated_gradients(w.jax_fn, x.astype(jnp.float64), **kw))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             runs = {
-                "default (GL 50)": lambda: jaxig.integrated_gradients(f, x, n_steps=w.n_steps, **kw),
-                "exact": lambda: jaxig.exact_integrated_gradients(f, x, **kw),
-                "adaptive rtol=1e-3": lambda: jaxig.adaptive_integrated_gradients(f, x, rtol=1e-3, **kw),
+                "default (GL 50)": functools.partial(jaxig.integrated_gradients, f, x, n_steps=w.n_steps, **kw),
+                "exact": functools.partial(jaxig.exact_integrated_gradients, f, x, **kw),
+                "adaptive rtol=1e-3": functools.partial(jaxig.adaptive_integrated_gradients, f, x, rtol=1e-3, **kw),
             }
             for label, call in runs.items():
                 ms = timed(call, args.repeats)

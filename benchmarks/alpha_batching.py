@@ -31,8 +31,9 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-import jaxig  # noqa: E402
 from _workloads import WORKLOADS, build, cnn32, lstm_ts  # noqa: E402
+
+import jaxig  # noqa: E402
 
 
 def _size(text):
@@ -61,7 +62,7 @@ def main(argv=None):
             x = jnp.asarray(w.x)
             runs = {}
             for s in sizes:
-                def run(s=s, w=w):
+                def run(s=s, w=w, x=x):
                     out = jaxig.integrated_gradients(w.jax_fn, x, target=w.target,
                                                      n_steps=w.n_steps, alpha_batch_size=s)
                     return np.asarray(jax.block_until_ready(out))

@@ -51,8 +51,9 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # jaxig from the checkout unless installed
-import jaxig  # noqa: E402
 from _workloads import WORKLOADS, build  # noqa: E402
+
+import jaxig  # noqa: E402
 
 TOLERANCE = {"cnn32": 2e-3}  # convolutions round differently in XLA and oneDNN
 DEFAULT_TOLERANCE = 1e-4

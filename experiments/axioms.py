@@ -24,10 +24,10 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
@@ -61,9 +61,9 @@ def train(key, X, y, steps, batch, lr):
         def step(carry, k):
             p, s = carry
             idx = jax.random.randint(k, (batch,), 0, X.shape[0])
-            l, g = jax.value_and_grad(loss)(p, X[idx], y[idx])
+            value, g = jax.value_and_grad(loss)(p, X[idx], y[idx])
             u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), l
+            return (optax.apply_updates(p, u), s), value
 
         (p, s), losses = jax.lax.scan(step, (params, state), jax.random.split(kb, steps))
         return p, losses
@@ -204,7 +204,8 @@ def main(argv=None):
     ]
     rows = []
     for axiom, func, run, good, defect, defect_name in checks:
-        for method_name, method, expect in ((f"IG GaussLegendre n={n_check}", good, True), (defect_name, defect, False)):
+        runs = ((f"IG GaussLegendre n={n_check}", good, True), (defect_name, defect, False))
+        for method_name, method, expect in runs:
             if method is None:
                 continue
             res = run(method)
@@ -273,7 +274,8 @@ def main(argv=None):
     runtime = time.perf_counter() - t0
     summary = {
         "quick": quick, "seed": args.seed, "n_train": n_train, "train_steps": steps, "n_test": n_test,
-        "n_steps": n_steps, "n_steps_checks": n_check, "completeness_atol": atol_c, "model_test_r2": fit_r2, "final_train_loss": float(losses[-100:].mean()),
+        "n_steps": n_steps, "n_steps_checks": n_check, "completeness_atol": atol_c, "model_test_r2": fit_r2,
+        "final_train_loss": float(losses[-100:].mean()),
         "recovery": recovery, "checks": rows, "all_checks_as_expected": all(r["as_expected"] for r in rows),
         "train_seconds": t_train, "runtime_seconds": runtime, "jax": jax.__version__,
         "backend": jax.default_backend(),
@@ -291,7 +293,8 @@ def main(argv=None):
     print(f"\n(b, c) axiom checks (IG with n_steps={n_check}): IG must pass, planted defects must fail")
     print(f"  (completeness: rtol=1%, atol={atol_c:.3g} = 0.1% of the mean |f(x) - f(0)|; other checks: defaults)")
     print("  (worst = the example nearest to or furthest past its tolerance; failed = examples failing)")
-    print(f"{'axiom':<27}{'function':<26}{'method':<24}{'result':<8}{'worst':>10}{'its tol':>10}{'failed':>9}  expected?")
+    print(f"{'axiom':<27}{'function':<26}{'method':<24}{'result':<8}{'worst':>10}{'its tol':>10}{'failed':>9}"
+          "  expected?")
     for r in rows:
         print(f"{r['axiom']:<27}{r['function']:<26}{r['method']:<24}{'pass' if r['passed'] else 'FAIL':<8}"
               f"{r['worst_measured']:>10.3g}{r['tolerance']:>10.3g}{r['n_failed_examples']:>5}/{r['n_examples']:<3}"

@@ -310,7 +310,8 @@ def write_table(rows, builders, path, notes, quick):
             cells.append(f"{n_gl / n_ad:.2f}" if n_gl and n_ad else
                          (f">{max(r[2] for r in gl) / n_ad:.1f}" if n_ad else "n/a"))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += ["", "Adaptive runs (auto = kink-aware on the piecewise-linear models, nested Kronrod otherwise; mean evals "
+    lines += ["", "Adaptive runs (auto = kink-aware on the piecewise-linear models, nested Kronrod otherwise; "
+              "mean evals "
               "per example, achieved max error, largest estimated error):", ""]
     for r in rows:
         if r[1].startswith("Adaptive"):

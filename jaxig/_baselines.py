@@ -73,7 +73,9 @@ def _is_scalar(value: Any) -> bool:
 
 def _check_numeric(value: Any, name: str) -> None:
     if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} is {value!r}; a baseline must hold real numbers (None means zeros for the whole baseline)")
+        raise TypeError(
+            f"{name} is {value!r}; a baseline must hold real numbers (None means zeros for the whole baseline)"
+        )
     try:
         dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
     except TypeError as err:

@@ -7,7 +7,8 @@ forward pass.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import jax
 
@@ -34,6 +35,6 @@ def gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: Any, point
 
 
 @jax.jit
-def explain_at(problem: "Problem") -> tuple[Any, Any]:
+def explain_at(problem: Problem) -> tuple[Any, Any]:
     """Returns ``(F(x), dF/dx)`` of a prepared problem at its own inputs (one compiled program)."""
     return value_and_gradient(problem.model, problem.target, problem.index, problem.x)

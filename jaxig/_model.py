@@ -31,11 +31,11 @@ or a new Equinox module all change the snapshot and so retrace.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import functools
 import types
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -137,7 +137,7 @@ def _trace(f: Callable[..., Any], structs: Any) -> tuple[Program, tuple]:
 
 
 # f -> {input shapes: (snapshot, program, consts, arrays found)}; weak, so a dropped f frees its entry.
-_TRACES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_TRACES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 def _cache_for(f: Any) -> dict | None:
@@ -224,11 +224,13 @@ def _snapshot(f: Any) -> tuple[tuple, list] | None:
             if state is not None:
                 visit(state)
             for klass in cls.__mro__:
-                for slot in getattr(klass, "__slots__", ()) if isinstance(getattr(klass, "__slots__", ()), (tuple, list)) else ():
+                slots = getattr(klass, "__slots__", ())
+                for slot in slots if isinstance(slots, (tuple, list)) else ():
                     if slot not in ("__dict__", "__weakref__") and hasattr(o, slot):
                         key.append(slot)
                         visit(getattr(o, slot))
-            call = getattr(cls, "__call__", None)
+            call = cls.__dict__.get("__call__") or next(
+                (k.__dict__["__call__"] for k in cls.__mro__ if "__call__" in k.__dict__), None)
             if isinstance(call, types.FunctionType):
                 visit(call)
 

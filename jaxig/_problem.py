@@ -8,7 +8,8 @@ follow the model's current weights). The result, a :class:`Problem`, is a pytree
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,7 @@ the cache key of a compiled program).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, dataclass_transform
 
 import jax
 
@@ -21,6 +21,7 @@ def static_field(**kwargs: Any) -> Any:
     return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, static_field))
 class Module:
     """Base class: every subclass is a frozen dataclass and a registered pytree."""
 

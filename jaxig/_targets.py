@@ -8,7 +8,8 @@ cotangent on the outputs, so that explaining all ``K`` outputs shares one forwar
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

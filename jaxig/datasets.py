@@ -16,7 +16,8 @@ All generators take an explicit PRNG key (``jax.random.key(seed)``, or a raw uin
 uniformly from [-1, 1]. Counts and sizes set array shapes, so they must be integers: Python ints, NumPy
 integers or 0-d integer arrays; bools and floats are refused even when integral (``3.0``), since a float
 count usually means a computed value that was meant to be rounded one way or the other. The generators
-work under ``jax.vmap`` over keys and ``jax.jit`` with the counts static. `pos_neg_noise` follows the POS/NEG/NOISE recipe of the "IntegratedGradientsPytorch" blog post
+work under ``jax.vmap`` over keys and ``jax.jit`` with the counts static. `pos_neg_noise` follows the
+POS/NEG/NOISE recipe of the "IntegratedGradientsPytorch" blog post
 (CVxTz); IG itself: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
 """
 
@@ -188,7 +189,9 @@ def image(
                                                  ("channels", channels), ("patch", patch))
     )
     if 2 * patch > min(height, width):
-        raise ValueError(f"patch={patch} too large for a {height}x{width} image; need 2 * patch <= {min(height, width)}")
+        raise ValueError(
+            f"patch={patch} too large for a {height}x{width} image; need 2 * patch <= {min(height, width)}"
+        )
     w = 1.0 / (patch * patch * channels)
     coefs = jnp.zeros((height, width, channels), jnp.float32)
     coefs = coefs.at[:patch, :patch].set(w).at[height - patch:, width - patch:].set(-w)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
+
+import jaxig
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -34,11 +40,6 @@ def count_compiles():
 #   jit: whether it runs under jax.jit / jax.vmap (exact IG runs eagerly by design);
 #   pytree: whether a dict of arrays is accepted as x.
 
-import dataclasses  # noqa: E402
-import functools  # noqa: E402
-from typing import Any, Callable  # noqa: E402
-
-import jaxig  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

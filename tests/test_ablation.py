@@ -240,7 +240,7 @@ def test_time_series_occlusion_target_all_and_transforms():
     attr = jaxig.occlusion(f, xs, window=(3, 1), strides=(2, 1), target="all")
     assert attr.shape == (2,) + xs.shape
     for k in range(2):
-        np.testing.assert_allclose(attr[k], brute_occlusion(lambda z: f(z)[:, k], xs, 0.0, (3, 1), (2, 1)),
+        np.testing.assert_allclose(attr[k], brute_occlusion(lambda z, k=k: f(z)[:, k], xs, 0.0, (3, 1), (2, 1)),
                                    rtol=1e-5, atol=1e-6)
     jitted = jax.jit(lambda z: jaxig.occlusion(f, z, window=(3, 1), strides=(2, 1), target="all"))(xs)
     np.testing.assert_allclose(jitted, attr, rtol=1e-6)

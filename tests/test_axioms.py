@@ -94,7 +94,8 @@ def test_completeness_catches_scaled_attributions():
 
 
 @pytest.mark.parametrize(
-    "target", [0, jnp.array([2, 0, 1]), lambda out: out[:, 0] - out[:, 2], "all"], ids=["int", "array", "callable", "all"]
+    "target", [0, jnp.array([2, 0, 1]), lambda out: out[:, 0] - out[:, 2], "all"],
+    ids=["int", "array", "callable", "all"],
 )
 def test_completeness_targets(target):
     axioms.check_completeness(IG, smooth3, X, BASE, target=target).raise_if_failed()

@@ -15,9 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import _workloads  # noqa: E402
-
 import jaxig  # noqa: E402
+from benchmarks import _workloads  # noqa: E402
 
 CASES = [  # (workload, examples, n_steps, max relative difference)
     ("mlp_california", 32, 20, 1e-4),

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import METHODS, count_compiles
 
 import jaxig
-from helpers import METHODS, count_compiles
 
 X = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
 BASE = jnp.array([0.2, 0.1, -0.3])

@@ -322,7 +322,8 @@ def test_bad_stdev(stdev):
 
 
 def test_sampler_returning_wrong_shapes():
-    with pytest.raises(ValueError, match=r"returned references has shape \(15, 7\).*must return shape \(15,\) \+ \(5,\)"):
+    with pytest.raises(ValueError,
+                       match=r"returned references has shape \(15, 7\).*must return shape \(15,\) \+ \(5,\)"):
         jaxig.expected_gradients(linear, X, lambda k, n: jnp.zeros((n, 7)), key=KEY)
     with pytest.raises(ValueError, match=r"R = 4 rows for n = 15"):
         jaxig.expected_gradients(linear, X, lambda k, n: REFS, key=KEY)

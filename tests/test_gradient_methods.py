@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import count_compiles
 
 import jaxig
-from helpers import count_compiles
 
 W = jnp.array([0.8, -1.5, 0.3, 2.0, -0.2])
 WK = jnp.array([[0.8, -1.5, 0.3], [2.0, -0.2, 0.4], [0.1, 0.9, -1.1], [-0.6, 0.5, 1.3], [1.2, 0.0, -0.7]])

@@ -205,7 +205,8 @@ def test_column_output_needs_no_target():
 
 @pytest.mark.parametrize("target", [3, 10, jnp.array([0, 1, 3])])
 def test_target_out_of_range(target):
-    with pytest.raises(ValueError, match=r"target index \d+ is out of range for f with 3 output\(s\) per example; pass indices in \[0, 3\)"):
+    message = r"target index \d+ is out of range for f with 3 output\(s\) per example; pass indices in \[0, 3\)"
+    with pytest.raises(ValueError, match=message):
         jaxig.integrated_gradients(multi, X, target=target)
 
 

@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import count_compiles
 
 import jaxig
-from helpers import count_compiles
 
 KEYS = jax.random.split(jax.random.key(0), 6)
 A = jax.random.normal(KEYS[0], (5, 4))  # body weights: x (5 features) -> h (4 units)

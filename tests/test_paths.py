@@ -46,7 +46,8 @@ def test_default_derivative_is_the_jvp_in_alpha():
     np.testing.assert_allclose(path.derivative(a, X, B), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("path", [PowerPath(p=jnp.array([1.0, 2.0, 3.0])), CurvedPath(bump=jnp.array([0.3, -2.0, 1.0]))])
+@pytest.mark.parametrize("path", [PowerPath(p=jnp.array([1.0, 2.0, 3.0])),
+                                  CurvedPath(bump=jnp.array([0.3, -2.0, 1.0]))])
 @pytest.mark.parametrize("rule", [jaxig.GaussLegendre(), jaxig.Simpson()], ids=lambda r: type(r).__name__)
 def test_linear_model_gets_w_times_displacement_along_any_path(path, rule):
     # For f = w.x the path integral of grad f . gamma' is w_i (x_i - b_i) whatever the path.

@@ -66,6 +66,6 @@ def test_qmc_is_a_shifted_grid_and_beats_mc():
     keys = jax.random.split(jax.random.key(1), 64)
     err = {}
     for rule in (MonteCarlo, QuasiMonteCarlo):
-        draws = jax.vmap(lambda kk: jaxig.integrated_gradients(f, x, n_steps=64, rule=rule(), key=kk))(keys)
+        draws = jax.vmap(lambda kk, rule=rule: jaxig.integrated_gradients(f, x, n_steps=64, rule=rule(), key=kk))(keys)
         err[rule] = float(np.sqrt(np.mean((np.asarray(draws) - np.asarray(ref)) ** 2)))
     assert err[QuasiMonteCarlo] < err[MonteCarlo] / 3

@@ -43,8 +43,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jex_core
 
-from .pwl import _CALLS, _COMPARE, _LINEAR
 from .prim_tables import AFFINE_IF_CONST, BILINEAR
+from .pwl import _CALLS, _COMPARE, _LINEAR
 
 __all__ = ["rescale_linearize", "SUPPORTED"]
 
@@ -343,7 +343,7 @@ def _eval(jaxpr, consts, args, eps):
             i = _as_block(eqn, ins)
             if i is not None:  # an activation function: one rescale for the whole call
                 vals = [a.v for a in ins]
-                outs = [_rescale(lambda u: _bind(eqn, _with(vals, i, u))[0], ins[i], eps)]
+                outs = [_rescale(lambda u, eqn=eqn, vals=vals, i=i: _bind(eqn, _with(vals, i, u))[0], ins[i], eps)]
             else:
                 body = eqn.params[_CALLS[name]]
                 sub_consts = ()

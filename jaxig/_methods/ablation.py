@@ -11,7 +11,8 @@ feature masks into contiguous group ids and group values back into per-feature a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

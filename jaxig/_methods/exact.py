@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -138,7 +139,7 @@ def exact_integrated_gradients(
             idx, lo, hi = (a[s:s + chunk_size] for a in (pend_idx, pend_lo, pend_hi))
             m = idx.size
             size = min(8 ** max(1, -(-(m - 1).bit_length() // 3)), chunk_size)  # few shapes to compile
-            pad = lambda a: np.concatenate([a, np.repeat(a[-1:], size - m)])  # noqa: E731
+            pad = lambda a, extra=size - m: np.concatenate([a, np.repeat(a[-1:], extra)])  # noqa: E731
             left, right, grads = _round(static, rows, baseline, direction, index, jnp.asarray(pad(idx)),
                                         jnp.asarray(pad(lo), dtype), jnp.asarray(pad(hi), dtype))
             left = np.asarray(left, np.float64)[:m]

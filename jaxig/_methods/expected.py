@@ -449,7 +449,7 @@ def _check_distribution(baselines: Any, x: Any, what: str, expect_r: int | None 
     for (path, xi), bi in zip(x_leaves, b_leaves):
         name = what + _checks.leaf_name(path)[1:]
         dtype = bi.dtype if hasattr(bi, "dtype") else np.result_type(bi)
-        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)) or dtype == bool:
+        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)) or dtype == jnp.bool_:
             raise TypeError(f"{name} has dtype {dtype}; references must hold real numbers")
         shape, per_example = tuple(np.shape(bi)), tuple(xi.shape[1:])
         if len(shape) != xi.ndim or shape[1:] != per_example:

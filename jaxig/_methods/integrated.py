@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate as _checks
-from .._quadrature.accumulate import check_batch_size
+from .._gradients import gradient
+from .._info import Info, completeness_gap, warn_incomplete
 from .._jaxpr.affine import split_affine_prefix
-from .._quadrature.autobatch import auto_alpha_batch_size
 from .._paths.base import AbstractPath
+from .._paths.checks import check_path, path_errors
 from .._paths.straight import StraightLine
+from .._problem import Problem, prepare
+from .._quadrature.accumulate import check_batch_size
+from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
-from .._gradients import gradient
-from .._info import Info, completeness_gap
-from .._problem import Problem, prepare
 from .._targets import select
-from .._paths.checks import check_path, path_errors
-from .._info import warn_incomplete
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +159,8 @@ def integrated_gradients(
     if _checks.is_concrete(path_error):
         check_path(path, path_error)
     if completeness_rtol is not None and delta is not None and _checks.is_concrete(delta):
-        warn_incomplete(delta, scale, float(completeness_rtol), f, problem, what=f"{n_steps}-step {type(rule).__name__}")
+        warn_incomplete(delta, scale, float(completeness_rtol), f, problem,
+                        what=f"{n_steps}-step {type(rule).__name__}")
     if check_finite:
         _checks.check_finite(attributions)
     if return_info:

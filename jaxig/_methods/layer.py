@@ -17,7 +17,8 @@ follow the current weights and a new checkpoint compiles nothing.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

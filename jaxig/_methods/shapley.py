@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +14,15 @@ from .. import _validate as _checks
 from .._info import Info
 from .._problem import Problem, prepare
 from .._targets import select
-from .ablation import (check_index, check_perturbations_per_eval, chunk_size, delta_of, perturbed_outputs,
-                       resolve_feature_mask, spread)
+from .ablation import (
+    check_index,
+    check_perturbations_per_eval,
+    chunk_size,
+    delta_of,
+    perturbed_outputs,
+    resolve_feature_mask,
+    spread,
+)
 
 __all__ = ["shapley_value_sampling"]
 

@@ -8,7 +8,8 @@ outside one, so convolutional models are fastest with every alpha in one ``vmap`
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np

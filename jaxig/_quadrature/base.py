@@ -12,7 +12,8 @@ ever calls ``integrate``.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import jax
 import numpy as np

@@ -8,7 +8,8 @@ rule, so one rule object serves every draw and keys are split where the caller s
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ def noise_tunnel(
     stdev_spread: float | None = None,
     reduce: str = "smoothgrad",
     sample_batch_size: int | None = None,
-) -> "NoiseTunnel":
+) -> NoiseTunnel:
     """Returns ``method`` averaged over noisy inputs: a new (random) method with the same signature.
 
     For ``s = 1..N`` (``N = n_samples``) the input is perturbed, ``x_s = x + eps_s`` with

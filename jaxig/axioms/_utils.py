@@ -43,7 +43,7 @@ class AxiomResult:
     def __bool__(self) -> bool:
         return bool(self.passed)
 
-    def raise_if_failed(self) -> "AxiomResult":
+    def raise_if_failed(self) -> AxiomResult:
         """Returns self if the check passed; raises AssertionError with the report otherwise."""
         if not self.passed:
             raise AssertionError(self.report())

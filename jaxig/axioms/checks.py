@@ -19,7 +19,8 @@ the wrong type (tolerances must be real numbers >= 0, counts and indices ints, n
 PRNG key), and an f that returns a scalar for x made only of (B,) leaves (one example without its batch axis:
 pass x[None]).
 
-Auxiliary batches (e.g. one input per feature in `check_sensitivity`) are built by repeating the batch; a callable target must therefore work on any
+Auxiliary batches (e.g. one input per feature in `check_sensitivity`) are built by repeating the batch; a
+callable target must therefore work on any
 batch size, and an int-array target is repeated with the batch (row r belongs to example r % B).
 
 Reference: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017, sections 2-3.
