@@ -85,10 +85,17 @@ def warn_incomplete(delta: Any, scale: Any, rtol: float, f: Any, problem: Any, *
         RuntimeWarning, stacklevel=3)
 
 
+# (program, target) -> whether the explained output is piecewise linear: read once per structure.
+_PIECEWISE: dict = {}
+
+
 def _piecewise_linear(problem: Any) -> bool:
     from ._jaxpr.pwl import is_piecewise_linear  # only on the warning path
 
-    structs = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), problem.x)
     spec = problem.target
-    g = (lambda z: spec.fn(problem.model(z))) if spec.kind == "callable" else problem.model
-    return is_piecewise_linear(g, structs)
+    key = (problem.model.program, spec)
+    if key not in _PIECEWISE:
+        structs = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), problem.x)
+        g = (lambda z: spec.fn(problem.model(z))) if spec.kind == "callable" else problem.model
+        _PIECEWISE[key] = is_piecewise_linear(g, structs)
+    return _PIECEWISE[key]

@@ -92,6 +92,9 @@ class Model(Module):
     def __call__(self, x: Any) -> Any:
         return self.program(self.consts, x, self.args)
 
+    def __repr__(self) -> str:  # short: jax.make_jaxpr(model) formats the function it traces
+        return f"Model({self.program!r}, {len(self.consts)} arrays, {len(self.args)} args)"
+
 
 def lift(f: Callable[..., Any], x: Any, args: tuple = ()) -> Model:
     """Returns ``f`` traced at the shapes of ``x`` (and ``args``) as a :class:`Model`.
