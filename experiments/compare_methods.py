@@ -274,27 +274,29 @@ def main(argv=None):
         "completeness_max_rel_gap": float(np.max(np.abs(gap)) / scale), "reference": "f(0)",
     }
 
+    def long(method, labels, values, source):
+        return [(method, n, v, source) for n, v in zip(labels, values, strict=True)]
+
     rows = []
     for name, a in attrs.items():
-        rows += [(name, n, v, "jaxig") for n, v in zip(names, normalised_mean(a))]
-    rows += [("first_layer_weights", n, v, "jaxig") for n, v in zip(names, weights / np.abs(weights).sum())]
+        rows += long(name, names, normalised_mean(a), "jaxig")
+    rows += long("first_layer_weights", names, weights / np.abs(weights).sum(), "jaxig")
     neurons = [f"neuron_{j}" for j in range(cond.shape[1])]
-    rows += [("layer_conductance", n, v, "jaxig") for n, v in zip(neurons, normalised_mean(cond))]
-    rows += [("layer_conductance_stieltjes", n, v, "jaxig") for n, v in zip(neurons, normalised_mean(cond_st))]
+    rows += long("layer_conductance", neurons, normalised_mean(cond), "jaxig")
+    rows += long("layer_conductance_stieltjes", neurons, normalised_mean(cond_st), "jaxig")
 
     captum = captum_attributions(params, Xte, n_steps, n_steps)
     max_diff = {}
     if captum is not None:
-        theirs, captum_seconds = captum
+        theirs, _ = captum
         ours = dict(attrs, layer_conductance=cond_st)  # Captum's LayerConductance is the Stieltjes sum
         for name, c in theirs.items():
             c = np.asarray(c, np.float64)
             max_diff[name] = float(np.max(np.abs(ours[name] - c)) / np.max(np.abs(c)))
             label = "layer_conductance_stieltjes" if name == "layer_conductance" else name
-            rows += [(label, n, v, "captum") for n, v in zip(neurons if name == "layer_conductance" else names,
-                                                              normalised_mean(c))]
+            rows += long(label, neurons if name == "layer_conductance" else names, normalised_mean(c), "captum")
         for name, d in max_diff.items():
-            summary_methods["layer_conductance" if name == "layer_conductance" else name]["captum_max_rel_diff"] = d
+            summary_methods[name]["captum_max_rel_diff"] = d
 
     with open(out / "results.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -349,7 +351,8 @@ def main(argv=None):
         "test_rmse_linear_regression": rmse_linear,
         "final_train_loss": float(losses[-1]), "n_steps": n_steps, "n_references": int(len(refs)),
         "mean_abs_output_change": scale, "methods": summary_methods,
-        "normalised_mean_abs": {m: dict(zip(names, map(float, v))) for m, v in magnitudes.items()}, "captum_max_rel_diff": max_diff or None,
+        "normalised_mean_abs": {m: dict(zip(names, map(float, v), strict=True)) for m, v in magnitudes.items()},
+        "captum_max_rel_diff": max_diff or None,
         "captum_seconds": captum[1] if captum is not None else None, "train_seconds": t_train,
         "runtime_seconds": runtime, "jax": jax.__version__, "backend": jax.default_backend(),
     }
