@@ -27,6 +27,15 @@ with coefficient 0, x uniform in [-1, 1]), and the baseline is zero throughout:
   at inputs with x_0 = x_1: a non-additive symmetric f, where sampled permutations or per-entry noise
   can break the tie.
 
+What the choices imply, stated plainly: on a true dummy every method here gives exactly 0 (gradients and
+perturbations of a feature f ignores vanish), so that column can only catch methods that mix features;
+linearity holds for every method here because random methods reuse their key (common random numbers) and
+DeepLift's rules are linear in the final linear combination; with fresh draws per call the sampled
+methods would differ by their Monte Carlo error instead.
+
+Usage beyond --quick: ``--methods a,b`` runs a subset; ``--smoke`` (the test suite) runs the seven methods
+whose programs compile fastest on 4 examples per function.
+
 Writes matrix.md and matrix.csv (method, axiom -> passed, worst measured value, its tolerance, failing
 examples, the first reported failure), matrix.png (a heatmap of log10(measured / tolerance), so > 0 is a
 failure) and summary.json to --out; prints the matrix and each failure's counterexample. ``n/a`` marks a
