@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validate import leaf_name
+from ._validate import pair_with_x
 
 
 def check_baseline(baseline: Any, x: Any) -> None:
@@ -23,17 +23,9 @@ def check_baseline(baseline: Any, x: Any) -> None:
     if _is_scalar(baseline):
         _check_numeric(baseline, "baseline")
         return
-    x_leaves, x_def = jax.tree_util.tree_flatten_with_path(x)
-    b_leaves, b_def = jax.tree_util.tree_flatten(baseline)
-    # A bare array is accepted for a single-leaf x whatever containers wrap x; mismatched keys are not.
-    bare = jax.tree_util.treedef_is_leaf(b_def)
-    if b_def != x_def and not (len(x_leaves) == 1 and len(b_leaves) == 1 and bare):
-        raise ValueError(
-            f"baseline structure {b_def} does not match input structure {x_def}; pass a "
-            "baseline with the same keys/containers as x, a scalar, or None for zeros"
-        )
-    for (path, xi), bi in zip(x_leaves, b_leaves):
-        name = "baseline" + leaf_name(path)[1:]
+    pairs = pair_with_x(baseline, x, "baseline",
+                        "pass a baseline with the same keys/containers as x, a scalar, or None for zeros")
+    for name, xi, bi in pairs:
         _check_numeric(bi, name)
         shape = tuple(np.shape(bi))
         allowed = (tuple(xi.shape), (1,) + tuple(xi.shape[1:]), tuple(xi.shape[1:]), ())

@@ -115,7 +115,10 @@ def check_independent(model: Model, x: Any) -> None:
     batch = jax.tree.leaves(x)[0].shape[0]
     if batch < 2 or not _validate.is_concrete(x, model) or model.program in _PROBED:
         return
-    own, other = (float(v) for v in _mixing_probe(model, x))
+    probe = _mixing_probe(model, x)
+    if not _validate.is_concrete(probe):  # inside a caller's transformation: values are not known
+        return
+    own, other = (float(v) for v in probe)
     _PROBED[model.program] = True
     if other > 1e-5 * own + 1e-30:
         del _PROBED[model.program]

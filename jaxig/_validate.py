@@ -106,3 +106,20 @@ def check_finite(attributions: Any) -> None:
             "attributions are not finite (" + "; ".join(bad) + "). Check that f, x and the baseline "
             "are finite along the whole path (e.g. log or division by zero at the baseline)"
         )
+
+
+def pair_with_x(tree: Any, x: Any, name: str, hint: str) -> list[tuple[str, Any, Any]]:
+    """Returns ``[(leaf name, x leaf, tree leaf)]`` for a pytree that must be shaped like ``x``.
+
+    A tree with ``x``'s structure pairs leaf by leaf; a bare array (a single leaf) pairs with a
+    single-leaf ``x`` whatever containers wrap ``x``. Used for baselines, masks, noise and references.
+
+    Raises:
+      ValueError: the structures differ; ``hint`` says what to pass.
+    """
+    x_leaves, x_def = jax.tree_util.tree_flatten_with_path(x)
+    t_leaves, t_def = jax.tree_util.tree_flatten(tree)
+    bare = jax.tree_util.treedef_is_leaf(t_def)
+    if t_def != x_def and not (len(x_leaves) == 1 and len(t_leaves) == 1 and bare):
+        raise ValueError(f"{name} structure {t_def} does not match input structure {x_def}; {hint}")
+    return [(name + leaf_name(path)[1:], xi, ti) for (path, xi), ti in zip(x_leaves, t_leaves)]

@@ -94,15 +94,10 @@ def resolve_feature_mask(feature_mask: Any, x: Any, batch: int) -> tuple[Any, in
             masks.append(np.arange(offset, offset + size, dtype=np.int64).reshape((1,) + tuple(leaf.shape[1:])))
             offset += size
         return jax.tree.unflatten(x_def, [jnp.asarray(m, jnp.int32) for m in masks]), offset
-    m_leaves, m_def = jax.tree_util.tree_flatten(feature_mask)
-    if m_def != x_def and not (len(x_leaves) == 1 and len(m_leaves) == 1):
-        raise ValueError(
-            f"feature_mask structure {m_def} does not match input structure {x_def}; pass a mask "
-            "with the same keys/containers as x (one int array per leaf)"
-        )
+    pairs = _checks.pair_with_x(feature_mask, x, "feature_mask",
+                                "pass a mask with the same keys/containers as x (one int array per leaf)")
     masks = []
-    for (path, leaf), m in zip(x_leaves, m_leaves):
-        name = "feature_mask" + _checks.leaf_name(path)[1:]
+    for name, leaf, m in pairs:
         if isinstance(m, jax.core.Tracer):
             raise TypeError(
                 f"{name} is a traced value; the number of feature groups must be known when compiling, "

@@ -31,7 +31,8 @@ the largest error estimate and stops at the tolerance, under jit with fixed-size
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -168,12 +168,9 @@ def _check_baselines(baselines: Any, x: Any) -> Any:
     if baselines is None:
         raise ValueError("deeplift_shap needs baselines: a pytree like x whose leaves have a leading "
                          "axis of R reference examples, e.g. x_train[:16]")
-    x_leaves, x_def = jax.tree.flatten(x)
-    b_leaves, b_def = jax.tree.flatten(baselines)
-    if b_def != x_def and not (len(x_leaves) == 1 and len(b_leaves) == 1):
-        raise ValueError(f"baselines structure {b_def} does not match input structure {x_def}")
     out = []
-    for xi, bi in zip(x_leaves, b_leaves):
+    pairs = _checks.pair_with_x(baselines, x, "baselines", "pass references with the same keys/containers as x")
+    for _, xi, bi in pairs:
         bi = jnp.asarray(bi)
         xs, bs = tuple(jnp.shape(xi)), tuple(bi.shape)
         if bi.ndim == len(xs) and bs[1:] == xs[1:] and bs[0] >= 1:
@@ -185,7 +182,7 @@ def _check_baselines(baselines: Any, x: Any) -> Any:
             )
         check_baseline(bi[0], xi)
         out.append(bi)
-    return jax.tree.unflatten(x_def, out)
+    return jax.tree.unflatten(jax.tree.structure(x), out)
 
 
 def deeplift_shap(

@@ -441,13 +441,9 @@ def _check_distribution(baselines: Any, x: Any, what: str, expect_r: int | None 
             f"shape (R,) + x.shape[1:], got {baselines!r}; for a single baseline b of shape x.shape[1:] "
             "pass b[None], or use jaxig.integrated_gradients"
         )
-    b_leaves, b_def = jax.tree_util.tree_flatten(baselines)
-    if b_def != x_def and not (len(x_leaves) == 1 and len(b_leaves) == 1):
-        raise ValueError(f"{what} structure {b_def} does not match input structure {x_def}; "
-                         "pass references with the same keys/containers as x")
     out, n_refs = [], None
-    for (path, xi), bi in zip(x_leaves, b_leaves):
-        name = what + _checks.leaf_name(path)[1:]
+    for name, xi, bi in _checks.pair_with_x(baselines, x, what,
+                                            "pass references with the same keys/containers as x"):
         dtype = bi.dtype if hasattr(bi, "dtype") else np.result_type(bi)
         if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)) or dtype == jnp.bool_:
             raise TypeError(f"{name} has dtype {dtype}; references must hold real numbers")
@@ -488,14 +484,10 @@ def _check_draws(draws: ExpectedGradientsDraws, x: Any, batch: int, n: int, n_re
             raise ValueError(f"draws.index holds rows in [{rows.min()}, {rows.max()}] but baselines has "
                              f"R = {n_refs} rows; indices must lie in [0, {n_refs})")
     if draws.noise is not None:
-        x_leaves, x_def = jax.tree_util.tree_flatten_with_path(x)
-        e_leaves, e_def = jax.tree_util.tree_flatten(draws.noise)
-        if e_def != x_def and not (len(x_leaves) == 1 and len(e_leaves) == 1):
-            raise ValueError(f"draws.noise structure {e_def} does not match input structure {x_def}")
-        for (path, xi), ei in zip(x_leaves, e_leaves):
+        for name, xi, ei in _checks.pair_with_x(draws.noise, x, "draws.noise", "pass noise shaped like x"):
             expect = want + tuple(xi.shape[1:])
             if tuple(np.shape(ei)) != expect:
-                raise ValueError(f"draws.noise{_checks.leaf_name(path)[1:]} has shape {tuple(np.shape(ei))}; "
+                raise ValueError(f"{name} has shape {tuple(np.shape(ei))}; "
                                  f"it needs (B, n_samples) + x.shape[1:] = {expect}")
 
 

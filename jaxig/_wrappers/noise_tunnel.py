@@ -19,7 +19,7 @@ import numpy as np
 from .._info import Info
 from .._methods.gradient import check_target_range
 from .._problem import Problem, prepare
-from .._validate import as_float_inputs, is_concrete, leaf_name
+from .._validate import as_float_inputs, is_concrete, pair_with_x
 
 __all__ = ["noise_tunnel", "NoiseTunnel", "REDUCES"]
 
@@ -180,26 +180,20 @@ class NoiseTunnel:
         return _draw_jit(self, key, x)
 
     def _check_noise(self, noise: Any, x: Any) -> Any:
-        x_leaves, x_def = jax.tree_util.tree_flatten_with_path(x)
-        n_leaves, n_def = jax.tree_util.tree_flatten(noise)
-        if n_def != x_def and not (len(x_leaves) == 1 and len(n_leaves) == 1):
-            raise ValueError(
-                f"noise structure {n_def} does not match input structure {x_def}; pass a pytree like "
-                "x, e.g. tunnel.draw_noise(key, x)"
-            )
         out = []
-        for (path, xi), ni in zip(x_leaves, n_leaves):
+        pairs = pair_with_x(noise, x, "noise", "pass a pytree like x, e.g. tunnel.draw_noise(key, x)")
+        for name, xi, ni in pairs:
             want = (self.n_samples,) + tuple(xi.shape)
             if tuple(np.shape(ni)) != want:
                 raise ValueError(
-                    f"noise for {leaf_name(path)} has shape {tuple(np.shape(ni))}; pass shape {want}: "
+                    f"{name} has shape {tuple(np.shape(ni))}; pass shape {want}: "
                     f"(n_samples,) + the input's shape, one perturbation per sample"
                 )
             ni = jnp.asarray(ni)
             if not jnp.issubdtype(ni.dtype, jnp.floating):
-                raise TypeError(f"noise for {leaf_name(path)} has dtype {ni.dtype}; pass float perturbations")
+                raise TypeError(f"{name} has dtype {ni.dtype}; pass float perturbations")
             out.append(ni.astype(xi.dtype))
-        return jax.tree.unflatten(x_def, out)
+        return jax.tree.unflatten(jax.tree.structure(x), out)
 
 
 def _positive_int(value: Any, name: str, example: str) -> int:
