@@ -229,7 +229,7 @@ def main():
         if len(built) > 3:
             notes.append(f"{name}: training MSE {built[3]:.3f}")
         integrate = make_integrator(f, x)
-        check = jaxig.integrated_gradients(f, x, n_steps=16)
+        check = jaxig.integrated_gradients(f, x, n_steps=16, completeness_rtol=None)  # a consistency check only
         mine = integrate(*jaxig.GaussLegendre().nodes_and_weights(16))
         assert np.allclose(mine, check, atol=1e-10 * np.abs(check).max()), "integrator mismatch"
         for rname, rule in RULES.items():
