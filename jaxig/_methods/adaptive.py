@@ -17,7 +17,7 @@ from .._info import Info, completeness_gap
 from .._jaxpr.pwl import eval_with_switches, linear_piece
 from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
-from .._targets import TargetSpec, n_outputs, select
+from .._targets import TargetSpec, index_valid, n_outputs, select
 from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
 from .adaptive_piecewise import integrate_piecewise
 
@@ -137,9 +137,22 @@ def adaptive_integrated_gradients(
     mode = as_mode(method)
     if isinstance(max_evals, bool) or not isinstance(max_evals, (int, np.integer)) or max_evals < 1:
         raise ValueError(f"max_evals must be a positive int, got {max_evals!r}")
-    if _validate.is_concrete(rtol, atol) and (float(rtol) < 0 or float(atol) < 0):
-        raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    _check_tolerance("rtol", rtol)
+    _check_tolerance("atol", atol)
+    x, out_dtypes = _at_least_float32(x)
+    if baseline is not None:
+        baseline, _ = _at_least_float32(baseline)
     problem = prepare(f, x, baseline, target=target, args=args)
+    if problem.index is not None and _validate.is_concrete(problem.index):
+        # checked before integrating: an invalid index makes the integrand NaN, which never converges
+        k = n_outputs(problem.out_struct)
+        valid = np.asarray(index_valid(problem.out_struct, problem.index))
+        if not np.all(valid):
+            bad = sorted({int(i) for i in np.asarray(problem.index)[~valid]})
+            raise ValueError(
+                f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
+                f"output(s) per example; pass indices in [0, {k})"
+            )
     rows = lift_rows(f, problem)
     if isinstance(mode, Auto):
         mode = Piecewise() if _is_piecewise_linear(rows, problem.target, problem.x) else Kronrod()
@@ -151,7 +164,8 @@ def adaptive_integrated_gradients(
         )
     static = _Static(problem.target, mode, int(max_evals))
     run = _piecewise if isinstance(mode, Piecewise) else _adaptive
-    attributions, info = run(static, problem, rows, jnp.asarray(rtol), jnp.asarray(atol))
+    attributions, info = run(static, problem, rows, jnp.asarray(rtol, problem.dtype), jnp.asarray(atol, problem.dtype))
+    attributions = _cast_like(attributions, out_dtypes)
     if warn and _validate.is_concrete(info.converged) and not np.all(np.asarray(info.converged)):
         bad = np.flatnonzero(~np.asarray(info.converged))
         warnings.warn(
@@ -161,6 +175,45 @@ def adaptive_integrated_gradients(
             "for a piecewise-linear f use exact_integrated_gradients; info.error estimates the error",
             RuntimeWarning, stacklevel=2)
     return (attributions, info) if return_info else attributions
+
+
+def _check_tolerance(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` is a finite non-negative real number (or a traced scalar)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    ok = not isinstance(value, (bool, np.bool_, str, bytes)) and np.ndim(value) == 0
+    try:
+        number = float(value) if ok else np.nan
+    except (TypeError, ValueError):
+        ok, number = False, np.nan
+    if not (ok and np.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite non-negative number, got {name}={value!r}; "
+                         f"pass e.g. {name}={1e-3 if name == 'rtol' else 0.0}")
+
+
+def _at_least_float32(tree):
+    """Returns ``(tree, dtypes)``: leaves below float32 (float16, bfloat16) cast up, and the original dtypes.
+
+    The loop compares error estimates with tolerances near 1e-3 and resolves kinks to a few
+    ``eps``: float16/bfloat16 have ``eps`` of 1e-3/8e-3, too coarse for either, and bfloat16 carries
+    do not round-trip through ``lax.while_loop`` with float32 constants.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    dtypes = [getattr(v, "dtype", None) for v in leaves]
+
+    def up(v):
+        v = jnp.asarray(v)
+        if jnp.issubdtype(v.dtype, jnp.floating) and jnp.finfo(v.dtype).bits < 32:
+            return v.astype(jnp.float32)
+        return v
+
+    return jax.tree.unflatten(treedef, [up(v) for v in leaves]), dtypes
+
+
+def _cast_like(tree, dtypes):
+    """Returns ``tree`` with each leaf cast back to the input dtype it came from (a leading K axis is fine)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, [v.astype(d) if d is not None else v for v, d in zip(leaves, dtypes)])
 
 
 def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
