@@ -66,7 +66,9 @@ def test_piecewise_relu_meets_tolerance_against_exact_with_few_evals(rtol):
     attr, info = _points_only(relu, x, 0.2, target=1, rtol=rtol)
     assert bool(info.converged.all()) and np.all(_rel(attr, exact) <= max(rtol, 1e-12))
     assert np.all(np.abs(attr - exact) <= np.asarray(info.error) + 1e-13)
-    assert np.all(np.asarray(info.n_evals) <= 4 * ex_info.n_segments + 2)
+    # points alone pay for the chord test's 256 eps cap on kinks the slope hides (measured: 34, 32,
+    # 96 at rtol=0; 34, 32, 38 before the cap, which resolved wide gaps with different gradients)
+    assert np.all(np.asarray(info.n_evals) <= 10 * ex_info.n_segments + 2)
 
 
 def test_piecewise_deep_net_exact_to_rounding_and_estimate_bounds_error_when_stopped_early():
@@ -126,8 +128,9 @@ def test_kronrod_relu_meets_per_feature_tolerance_against_exact(kronrod, rtol):
                                                method=jaxig.Kronrod(pair=kronrod), return_info=True)
     assert bool(info.converged.all())
     assert np.all(_rel(attr, exact) <= rtol * 1.01)
-    # the largest error estimate bounds the largest true error (an estimate, not a proof)
-    assert np.all(np.abs(attr - exact).max(1) <= np.asarray(info.error).max(1))
+    # the largest error estimate bounds the largest true error (an estimate, not a proof); intervals
+    # now end at the kinks, so both can be at rounding level (measured: 8e-17 vs 4e-17)
+    assert np.all(np.abs(attr - exact).max(1) <= np.asarray(info.error).max(1) + 1e-15 * np.abs(exact).max())
 
 
 def test_smooth_auto_is_kronrod_costs_one_interval_and_is_accurate():

@@ -18,9 +18,9 @@ from .._info import Info, completeness_gap
 from .._jaxpr.pwl import eval_with_switches, is_piecewise_linear, linear_piece
 from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
-from .._targets import TargetSpec, n_outputs, select
+from .._targets import TargetSpec, index_valid, n_outputs, select
 from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
-from .adaptive_piecewise import integrate_piecewise
+from .adaptive_piecewise import integrate_piecewise, kink_switches, smooth_piece
 
 __all__ = ["adaptive_integrated_gradients", "AdaptiveInfo"]
 
@@ -138,9 +138,22 @@ def adaptive_integrated_gradients(
     mode = as_mode(method)
     if isinstance(max_evals, bool) or not isinstance(max_evals, (int, np.integer)) or max_evals < 1:
         raise ValueError(f"max_evals must be a positive int, got {max_evals!r}")
-    if _validate.is_concrete(rtol, atol) and (float(rtol) < 0 or float(atol) < 0):
-        raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    _check_tolerance("rtol", rtol)
+    _check_tolerance("atol", atol)
+    x, out_dtypes = _at_least_float32(x)
+    if baseline is not None:
+        baseline, _ = _at_least_float32(baseline)
     problem = prepare(f, x, baseline, target=target, args=args)
+    if problem.index is not None and _validate.is_concrete(problem.index):
+        # checked before integrating: an invalid index makes the integrand NaN, which never converges
+        k = n_outputs(problem.out_struct)
+        valid = np.asarray(index_valid(problem.out_struct, problem.index))
+        if not np.all(valid):
+            bad = sorted({int(i) for i in np.asarray(problem.index)[~valid]})
+            raise ValueError(
+                f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
+                f"output(s) per example; pass indices in [0, {k})"
+            )
     rows = lift_rows(f, problem)
     if isinstance(mode, Auto):
         mode = Piecewise() if _is_piecewise_linear(rows, problem.target, problem.x) else Kronrod()
@@ -152,7 +165,8 @@ def adaptive_integrated_gradients(
         )
     static = _Static(problem.target, mode, int(max_evals))
     run = _piecewise if isinstance(mode, Piecewise) else _adaptive
-    attributions, info = run(static, problem, rows, jnp.asarray(rtol), jnp.asarray(atol))
+    attributions, info = run(static, problem, rows, jnp.asarray(rtol, problem.dtype), jnp.asarray(atol, problem.dtype))
+    attributions = _cast_like(attributions, out_dtypes)
     if warn and _validate.is_concrete(info.converged) and not np.all(np.asarray(info.converged)):
         bad = np.flatnonzero(~np.asarray(info.converged))
         warnings.warn(
@@ -164,6 +178,45 @@ def adaptive_integrated_gradients(
     return (attributions, info) if return_info else attributions
 
 
+def _check_tolerance(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` is a finite non-negative real number (or a traced scalar)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    ok = not isinstance(value, (bool, np.bool_, str, bytes)) and np.ndim(value) == 0
+    try:
+        number = float(value) if ok else np.nan
+    except (TypeError, ValueError):
+        ok, number = False, np.nan
+    if not (ok and np.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite non-negative number, got {name}={value!r}; "
+                         f"pass e.g. {name}={1e-3 if name == 'rtol' else 0.0}")
+
+
+def _at_least_float32(tree):
+    """Returns ``(tree, dtypes)``: leaves below float32 (float16, bfloat16) cast up, and the original dtypes.
+
+    The loop compares error estimates with tolerances near 1e-3 and resolves kinks to a few
+    ``eps``: float16/bfloat16 have ``eps`` of 1e-3/8e-3, too coarse for either, and bfloat16 carries
+    do not round-trip through ``lax.while_loop`` with float32 constants.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    dtypes = [getattr(v, "dtype", None) for v in leaves]
+
+    def up(v):
+        v = jnp.asarray(v)
+        if jnp.issubdtype(v.dtype, jnp.floating) and jnp.finfo(v.dtype).bits < 32:
+            return v.astype(jnp.float32)
+        return v
+
+    return jax.tree.unflatten(treedef, [up(v) for v in leaves]), dtypes
+
+
+def _cast_like(tree, dtypes):
+    """Returns ``tree`` with each leaf cast back to the input dtype it came from (a leading K axis is fine)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, [v.astype(d) if d is not None else v for v, d in zip(leaves, dtypes)])
+
+
 def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     """Returns whether the explained output is piecewise linear in x (from the jaxpr, no FLOPs)."""
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), x)
@@ -173,7 +226,7 @@ def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     return is_piecewise_linear(g, row)
 
 
-def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction):
+def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction, smooth: bool = False):
     """Returns ``find(alpha, lo, hi) -> (left, right)``, alpha's linear piece clipped to [lo, hi], or None.
 
     As in :func:`jaxig.exact_integrated_gradients` (ExactLine): every switch quantity ``z`` of the
@@ -181,6 +234,10 @@ def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction):
     (``z'`` from one forward-mode pass), so the piece ends at the nearest zero crossing on either
     side. ``left = right = alpha`` when alpha sits on a kink (within ``4 eps``). None when the
     jaxpr is not piecewise linear (``method=Piecewise()`` forced on a smooth ``f``).
+
+    ``smooth=True`` finds the pieces of a piecewise-*smooth* integrand (a ReLU network with a sigmoid
+    head: every switch precedes the smooth parts), None when it has no switch or one follows a
+    smooth part.
     """
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), direction)
     batch = jax.tree.leaves(direction)[0].shape[0]
@@ -191,14 +248,18 @@ def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction):
         g = (lambda z: spec.fn(model(z))) if spec.kind == "callable" else model
         return jax.make_jaxpr(g)(row)
 
+    switches = kink_switches if smooth else (lambda c, *a: eval_with_switches(c, *a)[1])
     try:
         probe = closed_for(rows.first())
-        jax.eval_shape(lambda *a: eval_with_switches(probe, *a)[1], *jax.tree.leaves(row))
+        found = jax.eval_shape(lambda *a: switches(probe, *a), *jax.tree.leaves(row))
     except TypeError:
         return None
+    if smooth and not found:
+        return None
+    piece = smooth_piece if smooth else linear_piece
 
     def one(b, d, alpha, lo, hi, args):
-        return linear_piece(closed_for(args), b, d, alpha, lo, hi)
+        return piece(closed_for(args), b, d, alpha, lo, hi)
 
     def find(alpha, lo, hi):
         return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, rows.axes()))(baseline, direction, alpha, lo, hi, row_args)
@@ -292,46 +353,66 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     d_abs = jnp.abs(d_flat)
     nodes, wk, wg = (jnp.asarray(t, dtype) for t in PAIRS[mode.pair])
     n_nodes = nodes.shape[0]
+    # Kinks (ReLU layers before a smooth head): |K - G| cancels across a jump of g, so an interval
+    # holding a kink gets the node range as its error and is split at the kink (found as for
+    # exact IG, one forward-mode pass): measured, a ReLU+sigmoid net reported converged with 3x rtol.
+    find_piece = _piece_finder(rows, spec, baseline, direction, smooth=True)
 
-    def rule(lo, hi):  # (B,) intervals -> per-feature (B, F) integral and error estimate
+    def cut(lo, hi):  # (B,) -> whether [lo, hi] holds a kink, and the kink nearest its middle
+        mid = 0.5 * (lo + hi)
+        if find_piece is None:
+            return jnp.zeros(lo.shape, bool), mid
+        left, right = find_piece(mid, lo, hi)
+        kinked = (left > lo) | (right < hi)
+        at = jnp.where((left > lo) & ((mid - left <= right - mid) | (right >= hi)), left,
+                       jnp.where(right < hi, right, mid))
+        return kinked, jnp.where(kinked, at, mid)
+
+    def rule(lo, hi):  # (B,) intervals -> per-feature (B, F) integral, error estimate, split point
         alphas = lo[None, :] + nodes[:, None] * (hi - lo)[None, :]
         g = jax.vmap(flat_grads)(alphas)  # (n_nodes, B, F)
         width = (hi - lo)[:, None]
         est_k = jnp.tensordot(wk, g, axes=(0, 0)) * width
         est_g = jnp.tensordot(wg, g, axes=(0, 0)) * width
-        return est_k, jnp.abs(est_k - est_g)
+        kinked, at = cut(lo, hi)
+        spread = (g.max(0) - g.min(0)) * width
+        err = jnp.where(kinked[:, None], jnp.maximum(jnp.abs(est_k - est_g), spread), jnp.abs(est_k - est_g))
+        return est_k, err, at
 
     def meets(est, err):  # (B, F) totals -> (B,) tolerance met
         return jnp.max(d_abs * err, 1) <= atol + rtol * jnp.max(jnp.abs(d_flat * est), 1)
 
     if mode.nested and mode.n_init == 1:
-        est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals, meets)
+        zeros, ones = jnp.zeros(batch, dtype), jnp.ones(batch, dtype)
+        kinked0, at0 = cut(zeros, ones)
+        # the nested rules never see a kink's jump: with one on the path, go straight to bisection
+        est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals,
+                                                lambda e, r: meets(e, r) & ~kinked0)
         split_cost = NESTED_SIZES[-1] + 2 * n_nodes
         if static.max_evals >= split_cost:
             # Not met after P15: discard it and bisect [0, 1] with the Kronrod pair (QAG after QNG).
             zero = jnp.zeros((2, batch) + est1.shape[1:], dtype)
-            halves = jax.lax.cond(jnp.any(~done), lambda: jax.vmap(rule)(jnp.array([[0.0], [0.5]], dtype)
-                                                                          * jnp.ones(batch, dtype),
-                                                                          jnp.array([[0.5], [1.0]], dtype)
-                                                                          * jnp.ones(batch, dtype)),
-                                  lambda: (zero, zero))
+            halves = jax.lax.cond(jnp.any(~done), lambda: jax.vmap(rule)(jnp.stack([zeros, at0]), jnp.stack([at0, ones])),
+                                  lambda: (zero, zero, jnp.zeros((2, batch), dtype)))
             keep = done[None, :, None]
             est0 = jnp.where(keep, jnp.stack([est1, jnp.zeros_like(est1)]), halves[0])
             err0 = jnp.where(keep, jnp.stack([err1, jnp.zeros_like(err1)]), halves[1])
-            lo0 = jnp.where(done, 0.0, jnp.array([[0.0], [0.5]], dtype))
-            hi0 = jnp.where(done, jnp.array([[1.0], [0.0]], dtype), jnp.array([[0.5], [1.0]], dtype))
+            at_0 = jnp.where(done, 0.5, halves[2])
+            lo0 = jnp.where(done, 0.0, jnp.stack([zeros, at0]))
+            hi0 = jnp.where(done, jnp.stack([ones, zeros]), jnp.stack([at0, ones]))
             count = jnp.where(done, 1, 2).astype(jnp.int32)
             base = jnp.where(done, spent, split_cost)
             n_bisect = (static.max_evals - split_cost) // (2 * n_nodes)
         else:
             est0, err0, count, base, n_bisect = est1[None], err1[None], jnp.ones((batch,), jnp.int32), spent, 0
             lo0, hi0 = jnp.zeros((1, batch), dtype), jnp.ones((1, batch), dtype)
+            at_0 = jnp.full((1, batch), 0.5, dtype)
     else:
         n_bisect = (static.max_evals - mode.n_init * n_nodes) // (2 * n_nodes)
         edges = jnp.linspace(0.0, 1.0, mode.n_init + 1, dtype=dtype)
         lo0 = jnp.broadcast_to(edges[:-1, None], (mode.n_init, batch))
         hi0 = jnp.broadcast_to(edges[1:, None], (mode.n_init, batch))
-        est0, err0 = jax.vmap(rule)(lo0, hi0)  # (n_init, B, F)
+        est0, err0, at_0 = jax.vmap(rule)(lo0, hi0)  # (n_init, B, F)
         count = jnp.full((batch,), mode.n_init, jnp.int32)
         base = n_nodes * count
     pad = ((0, n_bisect), (0, 0))
@@ -339,10 +420,11 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     hi = jnp.pad(hi0, pad)
     est = jnp.pad(est0, pad + ((0, 0),))
     err = jnp.pad(err0, pad + ((0, 0),))
+    at = jnp.pad(at_0, pad)
     rows = jnp.arange(batch)
 
     def converged(state):
-        _, _, est, err, _, _ = state
+        _, _, est, err, _, _, _ = state
         return meets(est.sum(0), err.sum(0))
 
     def active(state):
@@ -352,13 +434,13 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
         return jnp.any(active(state))
 
     def body(state):
-        lo, hi, est, err, count, step = state
+        lo, hi, est, err, count, step, at = state
         live = active(state)
         worst = jnp.argmax(jnp.max(err * d_abs[None], 2), 0)  # (B,)
         a, b = lo[worst, rows], hi[worst, rows]
-        mid = 0.5 * (a + b)
-        est_l, err_l = rule(a, mid)
-        est_r, err_r = rule(mid, b)
+        mid = at[worst, rows]  # the middle, or the kink nearest it
+        est_l, err_l, at_l = rule(a, mid)
+        est_r, err_r, at_r = rule(mid, b)
         slot = count
 
         def put(buf, left, right):
@@ -367,12 +449,12 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
             return jnp.where(keep, new, buf)
 
         lo, hi = put(lo, a, mid), put(hi, mid, b)
-        est, err = put(est, est_l, est_r), put(err, err_l, err_r)
-        return lo, hi, est, err, count + live, step + live
+        est, err, at = put(est, est_l, est_r), put(err, err_l, err_r), put(at, at_l, at_r)
+        return lo, hi, est, err, count + live, step + live, at
 
     steps0 = jnp.zeros((batch,), jnp.int32)
-    state = jax.lax.while_loop(cond, body, (lo, hi, est, err, count, steps0))
-    _, _, est, err, count, steps = state
+    state = jax.lax.while_loop(cond, body, (lo, hi, est, err, count, steps0, at))
+    _, _, est, err, count, steps, _ = state
 
     def unflat(flat):  # (B, K * F) -> pytree like x
         return _unflat(flat.reshape(batch, n_out, -1), x, all_k)
