@@ -136,8 +136,10 @@ def test_kronrod_relu_meets_per_feature_tolerance_against_exact(kronrod, rtol):
 def test_smooth_auto_is_kronrod_costs_one_interval_and_is_accurate():
     _, tanh, x = _nets()
     ref = jaxig.integrated_gradients(tanh, x, target=0, n_steps=64)
-    attr, info = adaptive_integrated_gradients(tanh, x, target=0, rtol=1e-6, method=jaxig.Kronrod(pair=15), return_info=True)
-    forced, _ = adaptive_integrated_gradients(tanh, x, target=0, rtol=1e-6, method=jaxig.Kronrod(pair=15), return_info=True)
+    attr, info = adaptive_integrated_gradients(tanh, x, target=0, rtol=1e-6, method=jaxig.Kronrod(pair=15),
+                                               return_info=True)
+    forced, _ = adaptive_integrated_gradients(tanh, x, target=0, rtol=1e-6, method=jaxig.Kronrod(pair=15),
+                                              return_info=True)
     np.testing.assert_array_equal(attr, forced)
     np.testing.assert_allclose(attr, ref, atol=1e-6 * np.abs(ref).max())
     assert np.all(np.asarray(info.n_evals) <= 45)
@@ -151,7 +153,8 @@ def test_callable_target_that_is_not_piecewise_linear_selects_kronrod():
     np.testing.assert_array_equal(attr, forced)
     # nested start (3, 7, 15 evaluations), then 2 G3K7 halves and 2 G3K7 intervals per bisection
     assert np.all(np.isin(info.n_evals, (3, 7, 15)) | ((np.asarray(info.n_evals) - 15) % 14 == 0))
-    _, info = adaptive_integrated_gradients(relu, x, target=lambda out: out[:, 1] - out[:, 0], rtol=1e-3, return_info=True)
+    _, info = adaptive_integrated_gradients(relu, x, target=lambda out: out[:, 1] - out[:, 0], rtol=1e-3,
+                                            return_info=True)
     assert np.any(np.asarray(info.n_evals) % 7 != 0)
 
 
@@ -169,7 +172,8 @@ def test_linear_is_exact_with_one_interval():
     attr, info = adaptive_integrated_gradients(lambda z: z @ w, x, rtol=1e-12, method="kronrod", return_info=True)
     np.testing.assert_allclose(attr, x * w, rtol=1e-14)
     assert info.n_evals.tolist() == [3, 3]  # G3 agrees with G1 on a constant integrand
-    _, info = adaptive_integrated_gradients(lambda z: z @ w, x, rtol=1e-12, method=jaxig.Kronrod(nested=False), return_info=True)
+    _, info = adaptive_integrated_gradients(lambda z: z @ w, x, rtol=1e-12, method=jaxig.Kronrod(nested=False),
+                                            return_info=True)
     assert info.n_evals.tolist() == [7, 7]
 
 
@@ -177,7 +181,8 @@ def test_linear_is_exact_with_one_interval():
 def test_budget_exhausted_reports_not_converged(method):
     relu, _, x = _nets()
     budget = 5 if method == "piecewise" else 50  # (about 9 linear pieces per path here)
-    with pytest.warns(RuntimeWarning, match=r"did not reach rtol=1e-12.* for 3 of 3 example\(s\) \(first: \[0, 1, 2\]\)"):
+    message = r"did not reach rtol=1e-12.* for 3 of 3 example\(s\) \(first: \[0, 1, 2\]\)"
+    with pytest.warns(RuntimeWarning, match=message):
         attr, info = adaptive_integrated_gradients(relu, x, 0.2, target=0, rtol=1e-12, max_evals=budget,
                                                    method=method, return_info=True)
     assert not bool(info.converged.any())
@@ -189,7 +194,8 @@ def test_jit_vmap_pytree_and_target_all(method):
     relu, _, x = _nets()
     f = lambda d: relu(jnp.concatenate([d["a"], d["b"]], 1))
     tree = {"a": x[:, :2], "b": x[:, 2:]}
-    run = jax.jit(lambda t: adaptive_integrated_gradients(f, t, target="all", rtol=1e-3, method=method, return_info=True))
+    run = jax.jit(lambda t: adaptive_integrated_gradients(f, t, target="all", rtol=1e-3, method=method,
+                                                          return_info=True))
     attr, info = run(tree)
     assert attr["a"].shape == (2, 3, 2) and info.error["b"].shape == (2, 3, 4)
     exact = exact_integrated_gradients(f, tree, target="all")
@@ -197,7 +203,8 @@ def test_jit_vmap_pytree_and_target_all(method):
         np.testing.assert_allclose(attr[k], exact[k], atol=2e-3 * np.abs(exact["b"]).max())
     one = lambda r: adaptive_integrated_gradients(relu, r[None], target=1, method=method, return_info=True)[0][0]
     single = jax.vmap(one)(x)
-    np.testing.assert_allclose(single, adaptive_integrated_gradients(relu, x, target=1, method=method, return_info=True)[0],
+    np.testing.assert_allclose(single, adaptive_integrated_gradients(relu, x, target=1, method=method,
+                                                                     return_info=True)[0],
                                atol=1e-12)
 
 
@@ -214,9 +221,11 @@ def test_float32_piecewise_reaches_single_precision():
 
 def test_bad_settings_raise():
     with pytest.raises(ValueError, match="Kronrod pair must be 7 or 15"):
-        adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), method=jaxig.Kronrod(pair=5), return_info=True)
+        adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), method=jaxig.Kronrod(pair=5),
+                                      return_info=True)
     with pytest.raises(ValueError, match="max_evals"):
-        adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), max_evals=2, method="kronrod", return_info=True)
+        adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), max_evals=2, method="kronrod",
+                                      return_info=True)
     with pytest.raises(ValueError, match="max_evals"):
         adaptive_integrated_gradients(lambda z: z.sum(-1), jnp.ones((1, 2)), max_evals=5,
                                       method=jaxig.Kronrod(nested=False), return_info=True)

@@ -392,7 +392,8 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
         if static.max_evals >= split_cost:
             # Not met after P15: discard it and bisect [0, 1] with the Kronrod pair (QAG after QNG).
             zero = jnp.zeros((2, batch) + est1.shape[1:], dtype)
-            halves = jax.lax.cond(jnp.any(~done), lambda: jax.vmap(rule)(jnp.stack([zeros, at0]), jnp.stack([at0, ones])),
+            halves = jax.lax.cond(jnp.any(~done),
+                                  lambda: jax.vmap(rule)(jnp.stack([zeros, at0]), jnp.stack([at0, ones])),
                                   lambda: (zero, zero, jnp.zeros((2, batch), dtype)))
             keep = done[None, :, None]
             est0 = jnp.where(keep, jnp.stack([est1, jnp.zeros_like(est1)]), halves[0])
