@@ -21,6 +21,11 @@ def static_field(**kwargs: Any) -> Any:
     return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
+def _is_static(f: dataclasses.Field) -> bool:
+    # flax.struct.field(pytree_node=False), the way settings were declared before, means the same
+    return bool(f.metadata.get("static", False)) or f.metadata.get("pytree_node", True) is False
+
+
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, static_field))
 class Module:
     """Base class: every subclass is a frozen dataclass and a registered pytree."""
@@ -29,8 +34,8 @@ class Module:
         super().__init_subclass__(**kwargs)
         dataclasses.dataclass(frozen=True)(cls)
         fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        data = [f.name for f in fields if not f.metadata.get("static", False)]
-        meta = [f.name for f in fields if f.metadata.get("static", False)]
+        data = [f.name for f in fields if not _is_static(f)]
+        meta = [f.name for f in fields if _is_static(f)]
         jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
 
     def replace(self, **changes: Any) -> Any:

@@ -237,16 +237,14 @@ def test_rounding_at_the_ends_and_in_the_sum_is_accepted():
 
 def test_traced_tables_are_checked_by_shape_only():
     # MonteCarlo's nodes depend on a traced key under jit: values cannot be checked, shapes can
-    run = jax.jit(lambda k: jaxig.integrated_gradients(_f, _x, n_steps=8, rule=jaxig.MonteCarlo(key=k)))
+    run = jax.jit(lambda k: jaxig.integrated_gradients(_f, _x, n_steps=8, rule=jaxig.MonteCarlo(), key=k))
     assert np.all(np.isfinite(run(jax.random.key(0))))
 
-    class _ShortRandom(jaxig.AbstractRule):
-        key: object = None
-
-        def nodes_and_weights(self, n):
-            a = jax.random.uniform(self.key, (n - 1,))
+    class _ShortRandom(jaxig.AbstractRandomRule):
+        def nodes_and_weights(self, n, key=None):
+            a = jax.random.uniform(key, (n - 1,))
             return a, jnp.full((n - 1,), 1.0 / (n - 1))
 
-    bad = jax.jit(lambda k: jaxig.integrated_gradients(_f, _x, n_steps=8, rule=_ShortRandom(key=k)))
+    bad = jax.jit(lambda k: jaxig.integrated_gradients(_f, _x, n_steps=8, rule=_ShortRandom(), key=k))
     with pytest.raises(ValueError, match=r"_ShortRandom.nodes_and_weights\(8\) returned alphas of shape \(7,\)"):
         bad(jax.random.key(0))
