@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.core import Tracer
 from jax.extend import core as jex_core
 
 from ._pytree import Module, static_field
@@ -326,7 +327,7 @@ def _value_key(value: Any) -> Any:
     if isinstance(value, _SIMPLE):
         return value
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape is not None and int(np.prod(shape)) <= 64 and not isinstance(value, jax.core.Tracer):
+    if shape is not None and int(np.prod(shape)) <= 64 and not isinstance(value, Tracer):
         try:
             return (tuple(shape), str(dtype), np.asarray(value).tobytes())
         except Exception:  # key types and other opaque arrays
