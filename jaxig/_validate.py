@@ -63,6 +63,7 @@ def as_float_inputs(x: Any) -> tuple[Any, int]:
                 "needs the same leading batch axis"
             )
         leaves.append(leaf)
+    assert batch is not None  # x has a leaf (checked above), and the first one set it
     return jax.tree_util.tree_unflatten(treedef, leaves), int(batch)
 
 
