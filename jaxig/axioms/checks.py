@@ -271,7 +271,7 @@ def check_sensitivity(
     measured = frac.reshape(K, nd, B).min(axis=1)
     failures = []
     for k, r in zip(*np.nonzero(frac < min_fraction)):
-        e, d = r % B, feats[r // B]
+        e, d = r % B, int(feats[r // B])
         failures.append(
             f"{where(k, e, target)}, feature {spec.name(d)}: input equal to the baseline except this "
             f"feature changes the output by {delta[k, r]:.4g} but gets attribution {attr[k, r]:.4g} "
