@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import warnings
 from typing import Any
 
@@ -41,10 +43,14 @@ class Info(Module):
     breakpoints: Any = None
 
 
-def completeness_gap(attributions: Any, f_x: jax.Array, f_start: jax.Array, all_k: bool) -> jax.Array:
+def completeness_gap(
+    attributions: Any, f_x: jax.Array | np.ndarray, f_start: jax.Array | np.ndarray, all_k: bool
+) -> jax.Array:
     """Returns ``sum(attributions) - (f_x - f_start)`` per example: ``(B,)``, or ``(K, B)`` if ``all_k``."""
     lead = 2 if all_k else 1
-    summed = sum(jnp.sum(t.reshape(t.shape[:lead] + (-1,)), -1) for t in jax.tree.leaves(attributions))
+    summed = functools.reduce(
+        operator.add, [jnp.sum(t.reshape(t.shape[:lead] + (-1,)), -1) for t in jax.tree.leaves(attributions)]
+    )
     return summed - (f_x - f_start).astype(summed.dtype)
 
 

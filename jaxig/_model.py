@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.core import Tracer
 from jax.extend import core as jex_core
 
 from ._pytree import Module, static_field
@@ -108,10 +109,10 @@ def lift(f: Callable[..., Any], x: Any, args: tuple = ()) -> Model:
     snap = _snapshot(f)
     per_f = _cache_for(f) if snap is not None else None
     hit = per_f.get(shapes) if per_f is not None else None
-    if hit is not None and hit[0] == snap[0]:
+    if snap is not None and hit is not None and hit[0] == snap[0]:
         return Model(program=hit[1], consts=hit[2], args=tuple(args))
     program, consts = _trace(f, structs)
-    if per_f is not None:
+    if snap is not None and per_f is not None:
         found = {id(a) for a in snap[1]}
         if all(id(c) in found and not isinstance(c, np.ndarray) for c in consts):
             per_f[shapes] = (snap[0], program, consts, snap[1])  # snap[1] pins the arrays' identities
@@ -326,7 +327,7 @@ def _value_key(value: Any) -> Any:
     if isinstance(value, _SIMPLE):
         return value
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape is not None and int(np.prod(shape)) <= 64 and not isinstance(value, jax.core.Tracer):
+    if shape is not None and int(np.prod(shape)) <= 64 and not isinstance(value, Tracer):
         try:
             return (tuple(shape), str(dtype), np.asarray(value).tobytes())
         except Exception:  # key types and other opaque arrays

@@ -19,13 +19,20 @@ from ._validate import is_concrete
 
 ALL = "all"
 
+# Outputs, or their shape and dtype alone (``Problem.out_struct`` from ``jax.eval_shape``): all the
+# shape helpers below read is ``.shape`` and ``.ndim``.
+Shaped = jax.Array | jax.ShapeDtypeStruct
+
 
 @dataclasses.dataclass(frozen=True)
 class TargetSpec:
-    """The static part of a target: its kind (``none``, ``index``, ``callable``, ``all``) and callable."""
+    """The static part of a target: its kind (``none``, ``index``, ``callable``, ``all``) and callable.
+
+    ``fn`` is set exactly when ``kind == "callable"``; its result is checked by :func:`check_target_fits`.
+    """
 
     kind: str
-    fn: Callable[[jax.Array], jax.Array] | None = None
+    fn: Callable[[jax.Array], Any] | None = None
 
 
 def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | None]:
@@ -80,7 +87,7 @@ def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | Non
     return TargetSpec("index"), index.astype(jnp.int32)
 
 
-def check_index_range(index: jax.Array | None, out: Any) -> None:
+def check_index_range(index: jax.Array | None, out: Shaped) -> None:
     """Raises ``ValueError`` when a concrete integer target is ``>= K`` (K outputs per example).
 
     Under tracing it cannot be checked: the explained value is then NaN (see :func:`select`).
@@ -97,12 +104,12 @@ def check_index_range(index: jax.Array | None, out: Any) -> None:
         )
 
 
-def n_outputs(out: jax.Array) -> int:
+def n_outputs(out: Shaped) -> int:
     """Returns K for outputs of shape ``(B, K)`` and 1 for ``(B,)``."""
     return 1 if out.ndim == 1 else out.shape[1]
 
 
-def check_target_fits(spec: TargetSpec, out: jax.Array) -> None:
+def check_target_fits(spec: TargetSpec, out: Shaped) -> None:
     """Raises at trace time when ``spec`` cannot explain outputs shaped like ``out``."""
     if spec.kind == "none" and n_outputs(out) != 1:
         raise ValueError(
@@ -111,6 +118,7 @@ def check_target_fits(spec: TargetSpec, out: jax.Array) -> None:
             "target='all' for every output at once"
         )
     if spec.kind == "callable":
+        assert spec.fn is not None
         chosen = jax.eval_shape(spec.fn, out)
         if getattr(chosen, "shape", None) != out.shape[:1]:
             raise ValueError(
@@ -124,7 +132,7 @@ def _as_2d(out: jax.Array) -> jax.Array:
     return out[:, None] if out.ndim == 1 else out
 
 
-def index_valid(out: jax.Array, index: jax.Array) -> jax.Array:
+def index_valid(out: Shaped, index: jax.Array) -> jax.Array:
     """Returns a boolean ``(B,)``: whether each index lies in ``[0, K)``."""
     return (index >= 0) & (index < n_outputs(out))
 
@@ -134,9 +142,11 @@ def select(spec: TargetSpec, out: jax.Array, index: jax.Array | None) -> jax.Arr
     if spec.kind == "none":
         return _as_2d(out)[:, 0]
     if spec.kind == "callable":
+        assert spec.fn is not None
         return spec.fn(out)
     if spec.kind == "all":
         return _as_2d(out).T
+    assert index is not None, "an index target carries its index (resolve_target)"
     picked = jnp.take_along_axis(_as_2d(out), jnp.clip(index, 0, n_outputs(out) - 1)[:, None], axis=1)
     return jnp.where(index_valid(out, index), picked[:, 0], jnp.nan)
 
@@ -151,6 +161,7 @@ def cotangents(spec: TargetSpec, out: jax.Array, index: jax.Array | None) -> jax
     if spec.kind == "none":
         return jnp.ones_like(out)
     if spec.kind == "callable":
+        assert spec.fn is not None
         _, pullback = jax.vjp(spec.fn, out)
         return pullback(jnp.ones(out.shape[:1], out.dtype))[0]
     k = n_outputs(out)
@@ -158,6 +169,7 @@ def cotangents(spec: TargetSpec, out: jax.Array, index: jax.Array | None) -> jax
     if spec.kind == "all":
         cts = jnp.broadcast_to(eye[:, None, :], (k, out.shape[0], k))
         return cts.reshape((k,) + out.shape)
+    assert index is not None, "an index target carries its index (resolve_target)"
     onehot = (jnp.arange(k)[None, :] == index[:, None]).astype(out.dtype)
     onehot = jnp.where(index_valid(out, index)[:, None], onehot, jnp.nan)
     return onehot.reshape(out.shape)

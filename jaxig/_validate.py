@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 
 def leaf_name(path: tuple) -> str:
@@ -62,6 +63,7 @@ def as_float_inputs(x: Any) -> tuple[Any, int]:
                 "needs the same leading batch axis"
             )
         leaves.append(leaf)
+    assert batch is not None  # x has a leaf (checked above), and the first one set it
     return jax.tree_util.tree_unflatten(treedef, leaves), int(batch)
 
 
@@ -86,7 +88,7 @@ def check_output(out: Any, batch: int, what: str = "f(x)") -> None:
 
 def is_concrete(*trees: Any) -> bool:
     """Returns True when no leaf of the trees is a tracer (we are not inside jit/vmap/grad of them)."""
-    return not any(isinstance(leaf, jax.core.Tracer) for t in trees for leaf in jax.tree.leaves(t))
+    return not any(isinstance(leaf, Tracer) for t in trees for leaf in jax.tree.leaves(t))
 
 
 def check_finite(attributions: Any) -> None:

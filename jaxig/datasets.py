@@ -30,6 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 __all__ = ["ClosedForm", "additive", "image", "pos_neg_noise", "quadratic", "single_index", "time_series"]
 
@@ -73,7 +74,7 @@ def _check_count(name, value, minimum=0):
     try:
         n = operator.index(value)
     except TypeError:
-        if isinstance(value, jax.core.Tracer):
+        if isinstance(value, Tracer):
             raise TypeError(
                 f"{name} is a traced value; it sets an array shape, so pass a concrete Python int "
                 "(mark it static under jax.jit)"

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from .. import _validate as _checks
 from .._info import Info, completeness_gap
@@ -98,7 +99,7 @@ def resolve_feature_mask(feature_mask: Any, x: Any, batch: int) -> tuple[Any, in
                                 "pass a mask with the same keys/containers as x (one int array per leaf)")
     masks = []
     for name, leaf, m in pairs:
-        if isinstance(m, jax.core.Tracer):
+        if isinstance(m, Tracer):
             raise TypeError(
                 f"{name} is a traced value; the number of feature groups must be known when compiling, "
                 "so pass the mask as a NumPy or concrete JAX array (close over it rather than passing "

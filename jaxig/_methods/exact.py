@@ -113,7 +113,9 @@ def exact_integrated_gradients(
         # the target is part of the integrand: softmax of ReLU logits is not piecewise linear
         row_struct = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), x)
         model = rows.with_args(rows.first())
-        why = not_piecewise_linear_reason(lambda z: spec.fn(model(z)), row_struct)
+        target_fn = spec.fn
+        assert target_fn is not None
+        why = not_piecewise_linear_reason(lambda z: target_fn(model(z)), row_struct)
         if why is not None:
             raise TypeError(
                 f"the target callable makes the explained output non-piecewise-linear ({why}); exact IG "
@@ -136,7 +138,8 @@ def exact_integrated_gradients(
         n_rounds += 1
         new_idx, new_lo, new_hi = [], [], []
         for s in range(0, pend_idx.size, chunk_size):
-            idx, lo, hi = (a[s:s + chunk_size] for a in (pend_idx, pend_lo, pend_hi))
+            chunk = slice(s, s + chunk_size)
+            idx, lo, hi = pend_idx[chunk], pend_lo[chunk], pend_hi[chunk]
             m = idx.size
             size = min(8 ** max(1, -(-(m - 1).bit_length() // 3)), chunk_size)  # few shapes to compile
             pad = lambda a, extra=size - m: np.concatenate([a, np.repeat(a[-1:], extra)])  # noqa: E731
@@ -161,7 +164,9 @@ def exact_integrated_gradients(
                 bounds[i].extend((l_i, r_i))
                 for a_, b_ in ((lo_i, l_i), (r_i, hi_i)):
                     if b_ > a_:
-                        new_idx.append(i), new_lo.append(a_), new_hi.append(b_)
+                        new_idx.append(i)
+                        new_lo.append(a_)
+                        new_hi.append(b_)
         if n_segments.max() > max_segments:
             raise ValueError(
                 f"example {int(n_segments.argmax())} has more than max_segments={max_segments} "

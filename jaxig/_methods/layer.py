@@ -91,6 +91,7 @@ def _batched_inputs(x: Any) -> tuple[Any, int]:
             raise ValueError(f"{name} has batch size {leaf.shape[0]} but {first} has {batch}; every "
                              "leaf of x needs the same leading batch axis")
         leaves.append(leaf)
+    assert batch is not None  # x has a leaf (checked above), and the first one set it
     return jax.tree_util.tree_unflatten(treedef, leaves), int(batch)
 
 

@@ -15,8 +15,8 @@ import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import jax
 import numpy as np
+from jax.core import Tracer
 
 from .._pytree import Module
 from .accumulate import weighted_sum
@@ -90,7 +90,7 @@ def check_table(rule: AbstractRule, n: int, alphas: Any, weights: Any) -> None:
             f"{call} returned alphas of shape {shapes[0]} and weights of shape {shapes[1]}; "
             f"both must have shape ({n},), one node and one weight per step"
         )
-    if isinstance(alphas, jax.core.Tracer) or isinstance(weights, jax.core.Tracer):
+    if isinstance(alphas, Tracer) or isinstance(weights, Tracer):
         return
     alphas, weights = np.asarray(alphas), np.asarray(weights)
     for name, values in (("alphas", alphas), ("weights", weights)):

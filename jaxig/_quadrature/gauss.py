@@ -115,10 +115,11 @@ def _mirror(alphas_left: np.ndarray, weights_left: np.ndarray, odd: bool) -> tup
     return alphas, weights
 
 
-def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    for a in arrays:
+def _read_only(alphas: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # the tables are cached and shared between calls: nobody may write into them
+    for a in (alphas, weights):
         a.flags.writeable = False
-    return arrays
+    return alphas, weights
 
 
 def _gauss_legendre_newton(n: int) -> tuple[np.ndarray, np.ndarray]:

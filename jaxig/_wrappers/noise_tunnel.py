@@ -218,6 +218,7 @@ def _sigma(tunnel: NoiseTunnel, leaf: jax.Array) -> jax.Array:
         return jnp.asarray(tunnel.stdev, leaf.dtype)
     axes = tuple(range(1, leaf.ndim))
     span = jnp.max(leaf, axis=axes, keepdims=True) - jnp.min(leaf, axis=axes, keepdims=True)
+    assert tunnel.stdev_spread is not None  # noise_tunnel sets exactly one of stdev, stdev_spread
     return tunnel.stdev_spread * span
 
 

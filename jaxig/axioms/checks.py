@@ -35,6 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from .._baselines import resolve_baseline
 from .._targets import resolve_target
@@ -76,7 +77,7 @@ def _prepare(x, baseline, target, method, fs, key=None):
             raise TypeError(f"{name}={f!r} is not callable; pass the model as a function batch -> outputs")
     traced = [
         what for what, tree in (("x", x), ("baseline", baseline), ("target", target), ("key", key))
-        if not callable(tree) and any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+        if not callable(tree) and any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(tree))
     ]
     if traced:
         raise TypeError(
@@ -270,7 +271,7 @@ def check_sensitivity(
     measured = frac.reshape(K, nd, B).min(axis=1)
     failures = []
     for k, r in zip(*np.nonzero(frac < min_fraction)):
-        e, d = r % B, feats[r // B]
+        e, d = r % B, int(feats[r // B])
         failures.append(
             f"{where(k, e, target)}, feature {spec.name(d)}: input equal to the baseline except this "
             f"feature changes the output by {delta[k, r]:.4g} but gets attribution {attr[k, r]:.4g} "
