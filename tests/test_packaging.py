@@ -63,7 +63,6 @@ def test_flax_is_not_a_core_dependency():
     assert any(Requirement(d).name == "equinox" for d in extras["test"])
 
 
-@pytest.mark.xfail(strict=False, reason="flax removal in progress")
 def test_import_jaxig_does_not_import_flax():
     code = "import sys, jaxig; print('flax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout

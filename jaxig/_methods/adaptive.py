@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from .. import _validate
 from .._gradients import value_and_gradient
@@ -180,7 +181,7 @@ def adaptive_integrated_gradients(
 
 def _check_tolerance(name: str, value: Any) -> None:
     """Raises ``ValueError`` unless ``value`` is a finite non-negative real number (or a traced scalar)."""
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         return
     ok = not isinstance(value, (bool, np.bool_, str, bytes)) and np.ndim(value) == 0
     try:
@@ -217,13 +218,20 @@ def _cast_like(tree, dtypes):
     return jax.tree.unflatten(treedef, [v.astype(d) if d is not None else v for v, d in zip(leaves, dtypes)])
 
 
+def _explained(model: Callable, spec: TargetSpec) -> Callable:
+    """Returns the integrand's function: ``f``, or ``target(f)`` for a callable target (softmax of
+    logits, say, is part of the integrand; indices and ``"all"`` are linear)."""
+    fn = spec.fn
+    if spec.kind != "callable" or fn is None:
+        return model
+    return lambda z: fn(model(z))
+
+
 def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     """Returns whether the explained output is piecewise linear in x (from the jaxpr, no FLOPs)."""
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), x)
     model = rows.with_args(rows.first())
-    # A callable target (softmax of logits, say) is part of the integrand; indices and "all" are linear.
-    g = (lambda z: spec.fn(model(z))) if spec.kind == "callable" else model
-    return is_piecewise_linear(g, row)
+    return is_piecewise_linear(_explained(model, spec), row)
 
 
 def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction, smooth: bool = False):
@@ -244,9 +252,7 @@ def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction, smooth:
     row_args = rows.take(jnp.arange(batch))
 
     def closed_for(args):
-        model = rows.with_args(args)
-        g = (lambda z: spec.fn(model(z))) if spec.kind == "callable" else model
-        return jax.make_jaxpr(g)(row)
+        return jax.make_jaxpr(_explained(rows.with_args(args), spec))(row)
 
     switches = kink_switches if smooth else (lambda c, *a: eval_with_switches(c, *a)[1])
     try:
@@ -422,7 +428,7 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     est = jnp.pad(est0, pad + ((0, 0),))
     err = jnp.pad(err0, pad + ((0, 0),))
     at = jnp.pad(at_0, pad)
-    rows = jnp.arange(batch)
+    examples = jnp.arange(batch)
 
     def converged(state):
         _, _, est, err, _, _, _ = state
@@ -438,14 +444,14 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
         lo, hi, est, err, count, step, at = state
         live = active(state)
         worst = jnp.argmax(jnp.max(err * d_abs[None], 2), 0)  # (B,)
-        a, b = lo[worst, rows], hi[worst, rows]
-        mid = at[worst, rows]  # the middle, or the kink nearest it
+        a, b = lo[worst, examples], hi[worst, examples]
+        mid = at[worst, examples]  # the middle, or the kink nearest it
         est_l, err_l, at_l = rule(a, mid)
         est_r, err_r, at_r = rule(mid, b)
         slot = count
 
         def put(buf, left, right):
-            new = buf.at[worst, rows].set(left).at[slot, rows].set(right)
+            new = buf.at[worst, examples].set(left).at[slot, examples].set(right)
             keep = live.reshape((1, batch) + (1,) * (buf.ndim - 2))
             return jnp.where(keep, new, buf)
 

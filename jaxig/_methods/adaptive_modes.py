@@ -21,6 +21,10 @@ class AbstractAdaptiveMode(Module):
 
     name: ClassVar[str] = ""
 
+    def first_pass(self) -> int:
+        """Returns the gradient evaluations of the first pass (0 for a mode that picks another)."""
+        return 0
+
 
 class Kronrod(AbstractAdaptiveMode):
     """Globally adaptive Gauss–Kronrod integration (QUADPACK QNG start, then QAG bisection).
