@@ -35,8 +35,9 @@ class TargetSpec:
     fn: Callable[[jax.Array], Any] | None = None
 
 
-def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | None]:
-    """Returns ``(spec, index)``: the static spec and, for integer targets, an int32 array ``(B,)``.
+def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | np.ndarray | None]:
+    """Returns ``(spec, index)``: the static spec and, for integer targets, an int32 array ``(B,)``
+    (a NumPy array for host data, which the compiled program receives in one transfer).
 
     Raises:
       TypeError: the target is of an unsupported type (float, bool, string other than ``"all"``).
@@ -52,21 +53,17 @@ def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | Non
         return TargetSpec("callable", target), None
     if isinstance(target, bool) or (hasattr(target, "dtype") and target.dtype == bool):
         raise TypeError(f"target must be an int, an int array, a callable or 'all', got boolean {target!r}")
-    if not isinstance(target, jax.Array):
-        values = np.asarray(target)
-        if values.dtype.kind in "iu" and values.size and (values.max() > np.iinfo(np.int32).max):
-            raise ValueError(
-                f"target index {int(values.max())} is too large to name an output (at most 2**31 - 1); "
-                "pass indices in [0, K) where K is the number of outputs"
-            )
-    index = jnp.asarray(target) if not isinstance(target, jax.Array) else target
+    # Host data (an int, a list, a NumPy array) is checked and shaped in NumPy: one transfer when the
+    # compiled program receives it, no eager device operations per call.
+    host = not isinstance(target, jax.Array)
+    index = np.asarray(target) if host else target
     if not jnp.issubdtype(index.dtype, jnp.integer):
         raise TypeError(
             f"target must be an int, an int array of shape ({batch},), a callable or 'all', "
             f"got dtype {index.dtype}; class indices are integers"
         )
     if index.ndim == 0:
-        index = jnp.broadcast_to(index, (batch,))
+        index = np.broadcast_to(index, (batch,)) if host else jnp.broadcast_to(index, (batch,))
     elif index.shape != (batch,):
         raise ValueError(
             f"target array has shape {tuple(index.shape)} but the batch has {batch} examples; "
@@ -84,6 +81,8 @@ def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | Non
                 f"target index {int(values.max())} is too large to name an output (at most 2**31 - 1); "
                 "pass indices in [0, K) where K is the number of outputs"
             )
+    if host:
+        return TargetSpec("index"), np.ascontiguousarray(index, np.int32)
     return TargetSpec("index"), index.astype(jnp.int32)
 
 
