@@ -22,6 +22,8 @@ ALL = "all"
 # Outputs, or their shape and dtype alone (``Problem.out_struct`` from ``jax.eval_shape``): all the
 # shape helpers below read is ``.shape`` and ``.ndim``.
 Shaped = jax.Array | jax.ShapeDtypeStruct
+#: integer output indices ``(B,)``: a NumPy array for host data, a jax array when given as one
+Index = jax.Array | np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +37,7 @@ class TargetSpec:
     fn: Callable[[jax.Array], Any] | None = None
 
 
-def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | np.ndarray | None]:
+def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, Index | None]:
     """Returns ``(spec, index)``: the static spec and, for integer targets, an int32 array ``(B,)``
     (a NumPy array for host data, which the compiled program receives in one transfer).
 
@@ -86,7 +88,7 @@ def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, jax.Array | np.
     return TargetSpec("index"), index.astype(jnp.int32)
 
 
-def check_index_range(index: jax.Array | None, out: Shaped) -> None:
+def check_index_range(index: Index | None, out: Shaped) -> None:
     """Raises ``ValueError`` when a concrete integer target is ``>= K`` (K outputs per example).
 
     Under tracing it cannot be checked: the explained value is then NaN (see :func:`select`).
@@ -131,12 +133,12 @@ def _as_2d(out: jax.Array) -> jax.Array:
     return out[:, None] if out.ndim == 1 else out
 
 
-def index_valid(out: Shaped, index: jax.Array) -> jax.Array:
+def index_valid(out: Shaped, index: Index) -> Any:
     """Returns a boolean ``(B,)``: whether each index lies in ``[0, K)``."""
     return (index >= 0) & (index < n_outputs(out))
 
 
-def select(spec: TargetSpec, out: jax.Array, index: jax.Array | None) -> jax.Array:
+def select(spec: TargetSpec, out: jax.Array, index: Index | None) -> jax.Array:
     """Returns the explained outputs: ``(B,)``, or ``(K, B)`` for ``"all"``. Invalid indices give NaN."""
     if spec.kind == "none":
         return _as_2d(out)[:, 0]
@@ -150,7 +152,7 @@ def select(spec: TargetSpec, out: jax.Array, index: jax.Array | None) -> jax.Arr
     return jnp.where(index_valid(out, index), picked[:, 0], jnp.nan)
 
 
-def cotangents(spec: TargetSpec, out: jax.Array, index: jax.Array | None) -> jax.Array:
+def cotangents(spec: TargetSpec, out: jax.Array, index: Index | None) -> jax.Array:
     """Returns the output cotangent(s) whose VJP is the gradient of the explained outputs.
 
     Shape ``out.shape``, or ``(K,) + out.shape`` for ``"all"``. An out-of-range index (possible only
