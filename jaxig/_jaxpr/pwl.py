@@ -184,7 +184,7 @@ def eval_with_switches(closed: jex_core.ClosedJaxpr, *args) -> tuple[list, list]
     return [o for o, _ in outs], switches
 
 
-def linear_piece(closed: jex_core.ClosedJaxpr, b, d, a, lo, hi):
+def linear_piece(closed: jex_core.ClosedJaxpr, b, d, a, lo, hi, *, switches_of: Any = None):
     """Returns ``(left, right)``: the linear piece of ``a -> f(b + a d)`` that contains ``a``, within ``[lo, hi]``.
 
     ``closed`` is f's jaxpr for one example (leading axis 1), ``b`` and ``d`` pytrees of one example's
@@ -193,10 +193,14 @@ def linear_piece(closed: jex_core.ClosedJaxpr, b, d, a, lo, hi):
     (t - a) z'(a)`` (``z'`` from one forward-mode pass), so the piece ends at the nearest zero
     crossing on either side (ExactLine's construction). ``left = right = a`` when ``a`` sits on a
     kink (a crossing within ``4 eps`` of it): its gradient is one-sided there, so no piece is claimed.
+    ``switches_of(closed, *leaves)`` lists the switch quantities (default: those of
+    :func:`eval_with_switches`; adaptive IG passes the kinks of a piecewise-smooth jaxpr).
     """
+    find = switches_of or (lambda c, *leaves: eval_with_switches(c, *leaves)[1])
+
     def switches(t):
         p = jax.tree.map(lambda bb, dd: (bb + t.astype(bb.dtype) * dd)[None], b, d)
-        sw = eval_with_switches(closed, *jax.tree.leaves(p))[1]
+        sw = find(closed, *jax.tree.leaves(p))
         return jnp.concatenate([jnp.ravel(v).astype(t.dtype) for v in sw] + [jnp.zeros(1, t.dtype)])
 
     z, dz = jax.jvp(switches, (a,), (jnp.ones_like(a),))

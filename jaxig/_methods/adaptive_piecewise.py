@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .._jaxpr.pwl import linear_piece
+
 __all__ = ["integrate_piecewise", "kink_switches", "smooth_piece"]
 
 _ROUND = 64.0  # round-off tolerance of the chord test, in units of eps times the example's scale
@@ -334,18 +336,7 @@ def kink_switches(closed, *args) -> list:
 def smooth_piece(closed, b, d, a, lo, hi):
     """Returns ``(left, right)``: the piece of ``a`` within ``[lo, hi]`` on which no switch changes sign.
 
-    As :func:`jaxig._jaxpr.pwl.linear_piece` (switches are affine in ``a`` on the piece, so the piece
+    :func:`jaxig._jaxpr.pwl.linear_piece` (switches are affine in ``a`` on the piece, so the piece
     ends at their nearest zero crossings) for a jaxpr whose switches all precede its smooth parts.
     """
-    def switches(t):
-        p = jax.tree.map(lambda bb, dd: (bb + t.astype(bb.dtype) * dd)[None], b, d)
-        sw = kink_switches(closed, *jax.tree.leaves(p))
-        return jnp.concatenate([jnp.ravel(v).astype(t.dtype) for v in sw] + [jnp.zeros(1, t.dtype)])
-
-    z, dz = jax.jvp(switches, (a,), (jnp.ones_like(a),))
-    ok = (dz != 0) & jnp.isfinite(z) & jnp.isfinite(dz)
-    t = a - z / jnp.where(ok, dz, 1)
-    on_kink = jnp.any(ok & (jnp.abs(t - a) <= 4 * jnp.finfo(a.dtype).eps * jnp.maximum(1, jnp.abs(a))))
-    right = jnp.clip(jnp.min(jnp.where(ok & (t > a), t, hi)), a, hi)
-    left = jnp.clip(jnp.max(jnp.where(ok & (t < a), t, lo)), lo, a)
-    return jnp.where(on_kink, a, left), jnp.where(on_kink, a, right)
+    return linear_piece(closed, b, d, a, lo, hi, switches_of=kink_switches)
