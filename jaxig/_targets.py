@@ -88,7 +88,7 @@ def resolve_target(target: Any, batch: int) -> tuple[TargetSpec, Index | None]:
     return TargetSpec("index"), index.astype(jnp.int32)
 
 
-def check_index_range(index: Index | None, out: Shaped) -> None:
+def check_index_range(index: Index | None, out: Shaped, what: str = "f") -> None:
     """Raises ``ValueError`` when a concrete integer target is ``>= K`` (K outputs per example).
 
     Under tracing it cannot be checked: the explained value is then NaN (see :func:`select`).
@@ -100,7 +100,7 @@ def check_index_range(index: Index | None, out: Shaped) -> None:
     if int(values.max()) >= k:
         bad = sorted({int(i) for i in values[values >= k]})
         raise ValueError(
-            f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
+            f"target index {bad[0] if len(bad) == 1 else bad} is out of range for {what} with {k} "
             f"output(s) per example; pass indices in [0, {k})"
         )
 

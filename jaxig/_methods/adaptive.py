@@ -19,7 +19,7 @@ from .._info import Info, completeness_gap
 from .._jaxpr.pwl import eval_with_switches, is_piecewise_linear, linear_piece
 from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
-from .._targets import TargetSpec, index_valid, n_outputs, select
+from .._targets import TargetSpec, n_outputs, select
 from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
 from .adaptive_piecewise import integrate_piecewise, kink_switches, smooth_piece
 
@@ -144,17 +144,9 @@ def adaptive_integrated_gradients(
     x, out_dtypes = _at_least_float32(x)
     if baseline is not None:
         baseline, _ = _at_least_float32(baseline)
+    # prepare refuses a concrete out-of-range index before integrating (it would make the integrand
+    # NaN, which never converges)
     problem = prepare(f, x, baseline, target=target, args=args)
-    if problem.index is not None and _validate.is_concrete(problem.index):
-        # checked before integrating: an invalid index makes the integrand NaN, which never converges
-        k = n_outputs(problem.out_struct)
-        valid = np.asarray(index_valid(problem.out_struct, problem.index))
-        if not np.all(valid):
-            bad = sorted({int(i) for i in np.asarray(problem.index)[~valid]})
-            raise ValueError(
-                f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
-                f"output(s) per example; pass indices in [0, {k})"
-            )
     rows = lift_rows(f, problem)
     if isinstance(mode, Auto):
         mode = Piecewise() if _is_piecewise_linear(rows, problem.target, problem.x) else Kronrod()

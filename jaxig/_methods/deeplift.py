@@ -8,14 +8,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import _validate as _checks
 from .._baselines import check_baseline
 from .._info import Info, completeness_gap
 from .._jaxpr.deeplift import rescale_linearize
 from .._problem import Problem, prepare
-from .._targets import cotangents, index_valid, n_outputs, select
+from .._targets import cotangents, select
 
 __all__ = ["deeplift", "deeplift_shap"]
 
@@ -63,14 +62,10 @@ def _attributions(static: _Static, problem: Problem, reference: Any):
     return jax.tree.map(lambda a, xi: a.astype(xi.dtype), m, problem.x), f_x, f_ref
 
 
-def _valid(problem: Problem):
-    return None if problem.index is None else index_valid(problem.out_struct, problem.index)
-
-
 def _deeplift_impl(static: _Static, problem: Problem):
     attr, f_x, f_ref = _attributions(static, problem, problem.full_baseline())
     delta = completeness_gap(attr, f_x, f_ref, problem.all_k) if static.with_delta else None
-    return attr, delta, _valid(problem)
+    return attr, delta
 
 
 def _shap_impl(static: _Static, problem: Problem, baselines: Any):
@@ -84,21 +79,11 @@ def _shap_impl(static: _Static, problem: Problem, baselines: Any):
     delta = None
     if static.with_delta:
         delta = completeness_gap(attr, f_x[0], jnp.mean(f_refs, axis=0), problem.all_k)
-    return attr, delta, _valid(problem)
+    return attr, delta
 
 
 _deeplift_jit = jax.jit(_deeplift_impl, static_argnums=0)
 _shap_jit = jax.jit(_shap_impl, static_argnums=0)
-
-
-def _raise_bad_index(problem: Problem, valid) -> None:
-    if problem.index is not None and _checks.is_concrete(valid) and not np.all(np.asarray(valid)):
-        k = n_outputs(problem.out_struct)
-        bad = sorted({int(i) for i in np.asarray(problem.index)[~np.asarray(valid)]})
-        raise ValueError(
-            f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
-            f"output(s) per example; pass indices in [0, {k})"
-        )
 
 
 def deeplift(
@@ -156,8 +141,7 @@ def deeplift(
     _check_settings(eps)
     problem = prepare(f, x, baseline, target=target, args=args)
     static = _Static(float(eps), bool(multiply_by_inputs), bool(return_info and multiply_by_inputs))
-    attributions, delta, valid = _deeplift_jit(static, problem)
-    _raise_bad_index(problem, valid)
+    attributions, delta = _deeplift_jit(static, problem)
     if return_info:
         return attributions, Info(delta=delta, n_evals=1)
     return attributions
@@ -221,8 +205,7 @@ def deeplift_shap(
     problem = prepare(f, x, None, target=target, args=args)
     baselines = jax.tree.map(lambda b, xi: b.astype(xi.dtype), baselines, problem.x)
     static = _Static(float(eps), bool(multiply_by_inputs), bool(return_info and multiply_by_inputs))
-    attributions, delta, valid = _shap_jit(static, problem, baselines)
-    _raise_bad_index(problem, valid)
+    attributions, delta = _shap_jit(static, problem, baselines)
     if return_info:
         return attributions, Info(delta=delta, n_evals=int(jax.tree.leaves(baselines)[0].shape[0]))
     return attributions

@@ -28,7 +28,7 @@ from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
 from .._quadrature.random import AbstractRandomRule
-from .._targets import index_valid, n_outputs, select
+from .._targets import select
 from .integrated import _ig_impl
 from .integrated import _Static as _IGStatic
 
@@ -195,8 +195,7 @@ def expected_gradients(
     static = _EGStatic(int(n_samples), bool(multiply_by_inputs), sample_batch_size,
                        bool(return_info), static_draw, has_noise)
     stdev_arrays = tuple(jnp.asarray(s, problem.dtype) for s in stdevs)
-    attributions, delta, error, valid = _eg_jit(static, problem, refs, draws, key_in, stdev_arrays)
-    _check_valid(problem, valid)
+    attributions, delta, error = _eg_jit(static, problem, refs, draws, key_in, stdev_arrays)
     if return_info:
         return attributions, Info(delta=delta, n_evals=int(n_samples), error=error)
     return attributions
@@ -239,8 +238,7 @@ def _eg_impl(static: _EGStatic, problem: Problem, refs: Any, draws: Any, key: An
             # standard error of the mean from the sample variance (Bessel-corrected)
             error = jax.tree.map(lambda m, s: jnp.sqrt(jnp.maximum(s / n - m * m, 0) * n / (n - 1) / n).astype(m.dtype),
                                  attributions, sums["sq"])
-    valid = None if index is None else index_valid(problem.out_struct, index)
-    return attributions, delta, error, valid
+    return attributions, delta, error
 
 
 _eg_jit = jax.jit(_eg_impl, static_argnums=0)
@@ -358,8 +356,7 @@ def expected_integrated_gradients(
     problem = prepare(f, x_checked, jax.tree.map(lambda r: r[0], refs), target=target, args=args)
     ig_static = _IGStatic(int(n_steps), True, alpha_batch_size, bool(return_info), type(rule), type(path))
     static = _EIGStatic(ig_static, baseline_batch_size, keyed)
-    attributions, delta, valid = _eig_jit(static, problem, rule, path, refs, key if keyed else None)
-    _check_valid(problem, valid)
+    attributions, delta = _eig_jit(static, problem, rule, path, refs, key if keyed else None)
     if return_info:
         return attributions, Info(delta=delta, n_evals=int(n_steps) * _n_refs(refs))
     return attributions
@@ -381,8 +378,7 @@ def _eig_impl(static: _EIGStatic, problem: Problem, rule: AbstractRule, path: Ab
     sums = _chunked_sum(jax.vmap(one_reference), (refs, keys), n_refs, batch_size)
     attributions = jax.tree.map(lambda t, xi: (t / n_refs).astype(xi.dtype), sums["attr"], problem.x)
     delta = sums["delta"] / n_refs if static.ig.with_delta else None
-    valid = None if problem.index is None else index_valid(problem.out_struct, problem.index)
-    return attributions, delta, valid
+    return attributions, delta
 
 
 _eig_jit = jax.jit(_eig_impl, static_argnums=0)
@@ -519,11 +515,3 @@ def _require_key(key: Any, where: str) -> None:
     if key is None:
         raise ValueError(f"{where} draws at random and needs a PRNG key: pass key=jax.random.key(0), "
                          "and split the key for fresh draws")
-
-
-def _check_valid(problem: Problem, valid: Any) -> None:
-    if problem.index is not None and _checks.is_concrete(valid) and not np.all(np.asarray(valid)):
-        k = n_outputs(problem.out_struct)
-        bad = sorted({int(i) for i in np.asarray(problem.index)[~np.asarray(valid)]})
-        raise ValueError(f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
-                         f"output(s) per example; pass indices in [0, {k})")

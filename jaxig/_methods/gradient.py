@@ -8,13 +8,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from .. import _validate as _checks
 from .._gradients import value_and_gradient
 from .._info import Info, completeness_gap
 from .._problem import Problem, prepare
-from .._targets import index_valid, n_outputs, select
+from .._targets import select
 
 __all__ = ["saliency", "gradient_x_input"]
 
@@ -68,8 +66,7 @@ def saliency(
     """
     del key
     problem = prepare(f, x, None, target=target, args=args)
-    attributions, _, valid = _gradient_jit(_Static(False, bool(absolute), False), problem)
-    check_target_range(problem, valid)
+    attributions, _ = _gradient_jit(_Static(False, bool(absolute), False), problem)
     return (attributions, Info(delta=None, n_evals=1)) if return_info else attributions
 
 
@@ -111,28 +108,8 @@ def gradient_x_input(
     """
     del key
     problem = prepare(f, x, baseline, target=target, args=args)
-    attributions, delta, valid = _gradient_jit(_Static(True, False, bool(return_info)), problem)
-    check_target_range(problem, valid)
+    attributions, delta = _gradient_jit(_Static(True, False, bool(return_info)), problem)
     return (attributions, Info(delta=delta, n_evals=1)) if return_info else attributions
-
-
-def check_target_range(problem: Problem, valid: Any = None) -> None:
-    """Raises ``ValueError`` when a concrete integer target is ``>= K`` (negatives fail in ``prepare``).
-
-    Under tracing the check is skipped; the gradients then carry NaN for out-of-range indices.
-    """
-    if problem.index is None:
-        return
-    if valid is None and _checks.is_concrete(problem.index):
-        valid = index_valid(problem.out_struct, problem.index)
-    if valid is None or not _checks.is_concrete(valid) or np.all(np.asarray(valid)):
-        return
-    k = n_outputs(problem.out_struct)
-    bad = sorted({int(i) for i in np.asarray(problem.index)[~np.asarray(valid)]})
-    raise ValueError(
-        f"target index {bad[0] if len(bad) == 1 else bad} is out of range for f with {k} "
-        f"output(s) per example; pass indices in [0, {k})"
-    )
 
 
 def _gradient_impl(static: _Static, problem: Problem):
@@ -148,8 +125,7 @@ def _gradient_impl(static: _Static, problem: Problem):
     else:
         attributions = jax.tree.map(jnp.abs, grads) if static.absolute else grads
     attributions = jax.tree.map(lambda a, xi: a.astype(xi.dtype), attributions, x)
-    valid = None if index is None else index_valid(problem.out_struct, index)
-    return attributions, delta, valid
+    return attributions, delta
 
 
 _gradient_jit = jax.jit(_gradient_impl, static_argnums=0)

@@ -37,7 +37,7 @@ from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
 from .._quadrature.random import AbstractRandomRule
-from .._targets import TargetSpec, check_target_fits, index_valid, n_outputs, resolve_target, select
+from .._targets import TargetSpec, check_index_range, check_target_fits, resolve_target, select
 from .integrated import integrated_gradients
 
 __all__ = ["layer_activation", "layer_integrated_gradients", "layer_conductance", "neuron_conductance"]
@@ -145,13 +145,7 @@ def _prepare_split(body, head, x, baseline, target, args, *, float_x: bool) -> _
     out = head_model.program.out_struct
     _validate.check_output(out, batch, what="head(body(x))")
     check_target_fits(spec, out)
-    if index is not None and _validate.is_concrete(index):
-        valid = np.asarray(index_valid(out, index))
-        if not np.all(valid):
-            k = n_outputs(out)
-            bad = sorted({int(i) for i in np.asarray(index)[~valid]})
-            raise ValueError(f"target index {bad[0] if len(bad) == 1 else bad} is out of range for head "
-                             f"with {k} output(s) per example; pass indices in [0, {k})")
+    check_index_range(index, out, what="head")
     return _Split(body=body_model, head=head_model, x=x, baseline=baseline, index=index, target=spec)
 
 

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._info import Info
-from .._methods.gradient import check_target_range
 from .._problem import Problem, prepare
 from .._validate import as_float_inputs, is_concrete, pair_with_x
 
@@ -157,7 +156,6 @@ class NoiseTunnel:
             baseline and the target (as every method).
         """
         problem = prepare(f, x, baseline, target=target, args=args)
-        check_target_range(problem)
         if key is None and noise is None:
             raise ValueError(
                 "noise_tunnel draws random noise: pass key=jax.random.key(0) (or inject the "
