@@ -52,6 +52,10 @@ class AbstractRule(Module, abc.ABC):
                 f"pass n_steps={self.min_steps} or more"
             )
 
+    def table(self, n: int, key: Any = None) -> tuple[Any, Any]:
+        """Returns the ``(alphas, weights)`` that :meth:`integrate` uses (``key`` is for random rules)."""
+        return self.nodes_and_weights(n)
+
     def integrate(
         self,
         integrand: Callable[[Any], Any],
@@ -72,7 +76,7 @@ class AbstractRule(Module, abc.ABC):
         when it is concrete (not traced, unlike a random rule's under ``jit``), holds a non-finite
         value, a node outside [0, 1] or weights not summing to 1.
         """
-        alphas, weights = self.nodes_and_weights(n)
+        alphas, weights = self.table(n, key)
         check_table(self, n, alphas, weights)
         return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
 

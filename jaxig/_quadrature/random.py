@@ -8,15 +8,13 @@ rule, so one rule object serves every draw and keys are split where the caller s
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .accumulate import weighted_sum
-from .base import AbstractRule, check_table
+from .base import AbstractRule
 
 __all__ = ["AbstractRandomRule", "MonteCarlo", "QuasiMonteCarlo"]
 
@@ -32,18 +30,8 @@ class AbstractRandomRule(AbstractRule):
     def nodes_and_weights(self, n: int, key: Any = None) -> tuple[Any, Any]:  # type: ignore[override]
         """Returns ``(alphas, weights)`` drawn with ``key``."""
 
-    def integrate(
-        self,
-        integrand: Callable[[Any], Any],
-        n: int,
-        *,
-        dtype: Any,
-        alpha_batch_size: int | None = None,
-        key: Any = None,
-    ) -> Any:
-        alphas, weights = self.nodes_and_weights(n, key)
-        check_table(self, n, alphas, weights)
-        return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
+    def table(self, n: int, key: Any = None) -> tuple[Any, Any]:
+        return self.nodes_and_weights(n, key)
 
 
 def _check_key(rule: AbstractRule, key: Any) -> None:
