@@ -43,6 +43,8 @@ from ._quadrature.newton_cotes import Trapezoid as Trapezoid
 from ._quadrature.random import AbstractRandomRule as AbstractRandomRule
 from ._quadrature.random import MonteCarlo as MonteCarlo
 from ._quadrature.random import QuasiMonteCarlo as QuasiMonteCarlo
+from ._runner import attribute_dataset as attribute_dataset
+from ._runner import to_dataframe as to_dataframe
 from ._wrappers.noise_tunnel import NoiseTunnel as NoiseTunnel
 from ._wrappers.noise_tunnel import noise_tunnel as noise_tunnel
 from .axioms import AxiomResult as AxiomResult
