@@ -383,7 +383,9 @@ def to_dataframe(
 
     Args:
       attributions: an array as above, or a dict ``{method name: array}`` of such arrays (the
-        frames are stacked and the ``method`` column holds the keys).
+        frames are stacked and the ``method`` column holds the keys). A dict is always read as
+        methods: the attributions of a pytree input (one leaf per input) are converted leaf by
+        leaf, e.g. ``pd.concat({name: to_dataframe(a) for name, a in attr.items()}, names=["input"])``.
       feature_names: ``F`` names (default ``0..F-1``).
       time_names: ``T`` names of the time steps (marks the array as a time series).
       output_names: ``K`` names of the outputs (marks axis 0 as the output axis).
