@@ -153,7 +153,8 @@ def attribute_dataset(
                             tree)
 
     starts = list(range(0, n, batch_size))
-    bar = _progress_bar(progress, n, getattr(method, "__name__", type(method).__name__))
+    named = getattr(method, "func", method)  # a functools.partial shows the method it wraps
+    bar = _progress_bar(progress, n, getattr(named, "__name__", type(method).__name__))
     out: list | None = None
     infos: list = []
     caught: dict = {}
