@@ -2,6 +2,7 @@
 
 from . import axioms as axioms
 from . import datasets as datasets
+from . import plot as plot
 from ._aggregate import feature_attributions as feature_attributions
 from ._info import Info as Info
 from ._methods.ablation import feature_ablation as feature_ablation
@@ -42,6 +43,8 @@ from ._quadrature.newton_cotes import Trapezoid as Trapezoid
 from ._quadrature.random import AbstractRandomRule as AbstractRandomRule
 from ._quadrature.random import MonteCarlo as MonteCarlo
 from ._quadrature.random import QuasiMonteCarlo as QuasiMonteCarlo
+from ._runner import attribute_dataset as attribute_dataset
+from ._runner import to_dataframe as to_dataframe
 from ._wrappers.noise_tunnel import NoiseTunnel as NoiseTunnel
 from ._wrappers.noise_tunnel import noise_tunnel as noise_tunnel
 from .axioms import AxiomResult as AxiomResult
