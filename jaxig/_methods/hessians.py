@@ -83,10 +83,13 @@ def integrated_hessians(
     quadratic ``f``), and all entries sum to ``F(x) - F(x')`` up to quadrature error
     (``info.delta``). Symmetric for exact integration (``Gamma_ij = Gamma_ji`` off the diagonal).
 
-    ReLU networks: their Hessian is zero almost everywhere, so every off-diagonal interaction is
-    zero and the diagonal is IG; a ``RuntimeWarning`` says so when ``f`` is piecewise linear. As in
-    the paper, replace ReLU by softplus (``jax.nn.softplus(beta * h) / beta``, close to ReLU for
-    large ``beta``) to see interactions.
+    ReLU networks: their Hessian is zero almost everywhere; its mass sits on the kinks, which
+    quadrature nodes never hit. Every off-diagonal interaction then comes out zero, and the
+    diagonal is ``D_i int int dF/dx_i (x' + a b D)``, which is not IG: rows no longer sum to IG
+    and ``info.delta`` is of the order of ``F(x) - F(x')`` itself. A ``RuntimeWarning`` says so
+    when ``f`` is piecewise linear. As in the paper, replace ReLU by softplus
+    (``jax.nn.softplus(beta * h) / beta``, close to ReLU for large ``beta``, which then needs more
+    nodes) to measure interactions.
 
     Features: an array ``x`` of shape ``(B, ...)`` has ``D = prod(x.shape[1:])`` features in C
     order (the result indexes ``x.reshape(B, -1)``); a pytree ``x`` has its leaves' features
@@ -126,7 +129,8 @@ def integrated_hessians(
     inner_n_steps = n_steps if inner_n_steps is None else inner_n_steps
     for name, r in (("rule", rule), ("inner_rule", inner_rule)):
         if not isinstance(r, AbstractRule):
-            raise TypeError(f"{name} must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {r!r}")
+            raise TypeError(
+                f"{name} must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {r!r}")
     rule.check_steps(n_steps)
     inner_rule.check_steps(inner_n_steps)
     check_batch_size(alpha_batch_size)
@@ -169,13 +173,16 @@ def _warn_if_piecewise_linear(problem: Problem) -> None:
     cache_key = (problem.model.program, spec)
     if cache_key not in _PIECEWISE:
         structs = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), problem.x)
-        g = (lambda z: spec.fn(problem.model(z))) if spec.kind == "callable" else problem.model
+        fn = spec.fn
+        g = problem.model if fn is None else (lambda z: fn(problem.model(z)))
         _PIECEWISE[cache_key] = is_piecewise_linear(g, structs)
     if _PIECEWISE[cache_key]:
         warnings.warn(
-            "jaxig: f is piecewise linear (ReLU, max, abs...), so its Hessian is zero almost everywhere: "
-            "Integrated Hessians gives zero interactions off the diagonal and IG on it. Replace ReLU by "
-            "softplus (Janizek et al. 2021) to measure interactions", RuntimeWarning, stacklevel=3)
+            "jaxig: f is piecewise linear (ReLU, max, abs...): its Hessian is zero almost everywhere and "
+            "concentrated on the kinks, which quadrature never hits, so Integrated Hessians gives zero "
+            "interactions off the diagonal and a matrix that does not sum to F(x) - F(x') (its rows are "
+            "not IG). Replace ReLU by softplus (Janizek et al. 2021) to measure interactions",
+            RuntimeWarning, stacklevel=3)
 
 
 def _flatten(tree: Any, dtype: Any) -> jax.Array:

@@ -9,6 +9,7 @@ gradient changes the output; IDGI hands that change ``dF`` to the features in pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,8 @@ def check_rule_and_path(rule: Any, path: Any) -> None:
 
 def feature_sum(tree: Any, lead: int) -> jax.Array:
     """Returns the sum over every feature axis of every leaf, keeping the first ``lead`` axes."""
-    return sum(jnp.sum(v.reshape(v.shape[:lead] + (-1,)), -1) for v in jax.tree.leaves(tree))
+    sums = [jnp.sum(v.reshape(v.shape[:lead] + (-1,)), -1) for v in jax.tree.leaves(tree)]
+    return functools.reduce(jnp.add, sums)
 
 
 def _expand(scale: jax.Array, leaf: jax.Array) -> jax.Array:
