@@ -102,7 +102,7 @@ def test_both_forms_converge_to_the_same_integral():
     exact = jaxig.idgi(mlp, X, BASE, n_steps=24)
     crude = jaxig.idgi(mlp, X, BASE, n_steps=128, rule=jaxig.RiemannLeft(), finite_difference=True)
     err = float(jnp.max(jnp.abs(crude - exact))) / float(jnp.max(jnp.abs(exact)))
-    assert err < 2e-2
+    assert err < 5e-3  # measured 1.7e-3
 
 
 def test_any_path_the_integral_does_not_depend_on_the_speed_along_the_curve():

@@ -86,7 +86,8 @@ def test_relu_network_has_no_interactions_and_warns_softplus_has_them():
 
 
 def test_chunks_and_alpha_batches_do_not_change_the_result_and_features_are_flattened():
-    whole = jaxig.integrated_hessians(softplus_mlp, X, BASE, n_steps=8)  # auto chunk: all 4 columns at once
+    # auto chunk: all 4 columns at once (return_info as in the row-sum test: the same compiled program)
+    whole = jaxig.integrated_hessians(softplus_mlp, X, BASE, n_steps=8, return_info=True)[0]
     part = jaxig.integrated_hessians(softplus_mlp, X, BASE, n_steps=8, chunk_size=3, alpha_batch_size=None)
     np.testing.assert_allclose(part, whole, rtol=1e-5, atol=1e-6)  # 2 chunks, the last one padded
     # a pytree with a leaf of shape (B, 3, 1): D = 1 + 3 features, leaves in order, each in C order

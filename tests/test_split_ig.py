@@ -45,14 +45,14 @@ class Squared(jaxig.AbstractPath):
         return jax.tree.map(lambda xi, bi: bi + (alpha**2).astype(xi.dtype) * (xi - bi), x, baseline)
 
 
-@pytest.mark.parametrize("rule", [jaxig.GaussLegendre(), jaxig.Simpson()], ids=lambda r: type(r).__name__)
 @pytest.mark.parametrize("threshold", [0.5, 0.95])
-def test_additive_model_both_parts_match_the_closed_form(rule, threshold):
+def test_additive_model_both_parts_match_the_closed_form(threshold):
+    rule = jaxig.GaussLegendre()
     unsat, info = jaxig.split_integrated_gradients(additive, X, BASE, threshold=threshold, n_steps=33, rule=rule,
                                                    return_info=True)
     sat, sat_info = jaxig.split_integrated_gradients(additive, X, BASE, threshold=threshold, n_steps=33,
                                                      rule=rule, saturated=True, return_info=True)
-    tol = {"GaussLegendre": 2e-6, "Simpson": 1e-4}[type(rule).__name__]  # float32 round-off; Simpson's h^4
+    tol = 2e-6  # float32 round-off: 33 Gauss nodes on each part have converged
     parts = [additive_parts(xi, BASE, threshold) for xi in X]
     np.testing.assert_allclose(unsat, np.stack([p[0] for p in parts]), atol=tol)
     np.testing.assert_allclose(sat, np.stack([p[1] for p in parts]), atol=tol)
@@ -73,7 +73,8 @@ def test_clipped_sum_split_point_and_parts_in_closed_form():
     x = jnp.array([[0.5, 1.0, 1.5], [2.0, -0.5, 0.75]])
     s = x.sum(1, keepdims=True)
     r = 0.8
-    unsat = jaxig.split_integrated_gradients(f, x, threshold=r, n_steps=8)
+    # the gradient is constant on [0, a*]: any rule mapped onto it is exact (Simpson's nodes include both ends)
+    unsat = jaxig.split_integrated_gradients(f, x, threshold=r, n_steps=9, rule=jaxig.Simpson())
     np.testing.assert_allclose(unsat, r * x / s, rtol=1e-5)
     # the saturated part integrates across the kink at 1 / s: first-order accurate only
     sat = jaxig.split_integrated_gradients(f, x, threshold=r, n_steps=64, saturated=True, rule=jaxig.RiemannMidpoint())
@@ -139,7 +140,7 @@ def test_jit_compiles_once_for_new_thresholds_vmap_works_and_grad_follows_the_sp
         return jnp.sum(0.7 * w * (X - BASE) * ((jnp.tanh(u) - jnp.tanh(ub)) / (u - ub))[:, None] * X)
 
     w = jnp.array([0.8, -1.5, 0.3, 2.0])
-    np.testing.assert_allclose(jax.grad(split)(w), jax.grad(closed)(w), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(jax.grad(split)(w), jax.grad(closed)(w), rtol=1e-4, atol=1e-6)
 
 
 def test_bad_settings_raise():
