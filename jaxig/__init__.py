@@ -54,5 +54,8 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
+from ._methods.idgi import idgi as idgi
+from ._methods.split import split_integrated_gradients as split_integrated_gradients
+from ._methods.hessians import integrated_hessians as integrated_hessians
 
 __version__ = "0.1.0"
