@@ -22,6 +22,8 @@ from ._methods.expected import expected_gradients as expected_gradients
 from ._methods.expected import expected_integrated_gradients as expected_integrated_gradients
 from ._methods.gradient import gradient_x_input as gradient_x_input
 from ._methods.gradient import saliency as saliency
+from ._methods.hessians import integrated_hessians as integrated_hessians
+from ._methods.idgi import idgi as idgi
 from ._methods.integrated import integrated_gradients as integrated_gradients
 from ._methods.integrated import path_gradients as path_gradients
 from ._methods.layer import layer_activation as layer_activation
@@ -29,6 +31,7 @@ from ._methods.layer import layer_conductance as layer_conductance
 from ._methods.layer import layer_integrated_gradients as layer_integrated_gradients
 from ._methods.layer import neuron_conductance as neuron_conductance
 from ._methods.shapley import shapley_value_sampling as shapley_value_sampling
+from ._methods.split import split_integrated_gradients as split_integrated_gradients
 from ._paths.base import AbstractPath as AbstractPath
 from ._paths.straight import StraightLine as StraightLine
 from ._quadrature.base import AbstractRule as AbstractRule
@@ -54,8 +57,5 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
-from ._methods.idgi import idgi as idgi
-from ._methods.split import split_integrated_gradients as split_integrated_gradients
-from ._methods.hessians import integrated_hessians as integrated_hessians
 
 __version__ = "0.1.0"
