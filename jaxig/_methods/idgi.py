@@ -42,16 +42,6 @@ class _Static:
     path_type: type
 
 
-def check_rule_and_path(rule: Any, path: Any) -> None:
-    """Raises ``TypeError`` unless ``rule`` is an :class:`AbstractRule` and ``path`` an :class:`AbstractPath`."""
-    if not isinstance(rule, AbstractRule):
-        raise TypeError(
-            f"rule must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {rule!r}"
-        )
-    if not isinstance(path, AbstractPath):
-        raise TypeError(f"path must be an instance of jaxig.AbstractPath such as jaxig.StraightLine(), got {path!r}")
-
-
 def feature_sum(tree: Any, lead: int) -> jax.Array:
     """Returns the sum over every feature axis of every leaf, keeping the first ``lead`` axes."""
     sums = [jnp.sum(v.reshape(v.shape[:lead] + (-1,)), -1) for v in jax.tree.leaves(tree)]
@@ -128,7 +118,7 @@ def idgi(
 
     Works under ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (with respect to parameters of ``f``).
     """
-    check_rule_and_path(rule, path)
+    _checks.check_rule_and_path(rule, path)
     rule.check_steps(n_steps)
     check_batch_size(alpha_batch_size)
     if not isinstance(finite_difference, bool):

@@ -30,7 +30,6 @@ from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
 from .._targets import TargetSpec, select
-from .idgi import check_rule_and_path
 
 __all__ = ["split_integrated_gradients"]
 
@@ -122,7 +121,7 @@ def split_integrated_gradients(
     Works under ``jax.jit`` (the split point is found in the compiled program), ``jax.vmap`` and
     ``jax.grad``.
     """
-    check_rule_and_path(rule, path)
+    _checks.check_rule_and_path(rule, path)
     rule.check_steps(n_steps)
     check_batch_size(alpha_batch_size)
     if not isinstance(saturated, bool):
