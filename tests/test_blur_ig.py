@@ -50,17 +50,17 @@ def test_blur_path_ends_at_x_and_starts_at_the_most_blurred_image():
     np.testing.assert_allclose(root(jnp.asarray(0.75), X, None), gaussian_blur(X, 1.5), atol=1e-6)
 
 
-def test_blur_path_tangent_is_the_derivative_in_alpha(x64):
-    x = X.astype(jnp.float64)
-    alpha, h = 0.37, 1e-6  # sigma = 1.89: away from a jump of the truncation window (sigma = 1.875)
+def test_blur_path_tangent_is_the_derivative_in_alpha():
+    alpha, h = 0.37, 1e-3  # sigma = 1.89 +- 0.003: away from a jump of the truncation window (sigma = 1.875)
     path = jaxig.BlurPath(max_sigma=3.0)
-    central = (path(jnp.asarray(alpha + h), x, None) - path(jnp.asarray(alpha - h), x, None)) / (2 * h)
-    np.testing.assert_allclose(path.derivative(alpha, x, None), central, rtol=1e-6, atol=1e-9)
+    central = (path(jnp.asarray(alpha + h), X, None) - path(jnp.asarray(alpha - h), X, None)) / (2 * h)
+    tangent = path.derivative(alpha, X, None)
+    np.testing.assert_allclose(tangent, central, rtol=0, atol=1e-3 * float(jnp.max(jnp.abs(tangent))))
     # grad_step: PAIR's forward difference in sigma, times d sigma / d alpha = -max_sigma
     step = jaxig.BlurPath(max_sigma=3.0, grad_step=0.01)
     sigma = (1 - alpha) * 3.0
-    forward = (gaussian_blur(x, sigma + 0.01) - gaussian_blur(x, sigma)) / 0.01 * -3.0
-    np.testing.assert_allclose(step.derivative(alpha, x, None), forward, rtol=1e-9, atol=1e-12)
+    forward = (gaussian_blur(X, sigma + 0.01, max_sigma=3.01) - gaussian_blur(X, sigma, max_sigma=3.01)) / 0.01 * -3.0
+    np.testing.assert_allclose(step.derivative(alpha, X, None), forward, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(forward))))
 
 
 def test_linear_model_gets_w_times_x_minus_blurred_x():

@@ -87,6 +87,12 @@ def guided_integrated_gradients(
     parameters flow through the gradients ``g(p^k)``; derivatives with respect to ``x`` or the
     baseline omit the path's own dependence on them. Ties in ``|g|`` are broken as PAIR does: every
     feature at the threshold moves.
+
+    The walk decides by comparisons (ranks of ``|g|``, whether a feature sits exactly at its bound), so
+    rounding can flip one decision and send the rest of the path elsewhere, most easily with
+    ``max_dist=1`` and many steps. PAIR walks in float64; with float64 inputs (``jax_enable_x64``) this
+    function takes the same decisions and agrees with it to rounding, while float32 agrees wherever no
+    decision falls within rounding.
     """
     del key
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
