@@ -16,7 +16,7 @@ from .integrated import integrated_gradients
 __all__ = ["blur_integrated_gradients"]
 
 
-class _BlurSigmas(AbstractRule):
+class BlurSigmaSteps(AbstractRule):
     """PAIR's nodes on a blur path linear in sigma: ``sigma_i = s_i * sigma_max``, ``i = 0 .. n-1``,
     weighted by ``s_{i+1} - s_i``, with ``s_i = i / n`` or ``sqrt(i / n)`` (``sqrt=True``).
 
@@ -106,7 +106,7 @@ def blur_integrated_gradients(
         path = path.replace(max_sigma=float(np.sqrt(max_sigma)))
     check_image_axes(x, path.axes, "blur_integrated_gradients")
     return integrated_gradients(
-        f, x, None, target=target, args=args, n_steps=int(steps), rule=_BlurSigmas(sqrt=bool(sqrt)), path=path,
+        f, x, None, target=target, args=args, n_steps=int(steps), rule=BlurSigmaSteps(sqrt=bool(sqrt)), path=path,
         alpha_batch_size=alpha_batch_size, return_info=return_info, completeness_rtol=completeness_rtol,
     )
 
