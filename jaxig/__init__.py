@@ -57,5 +57,8 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
+from ._methods.blur import blur_integrated_gradients as blur_integrated_gradients
+from ._methods.guided import guided_integrated_gradients as guided_integrated_gradients
+from ._paths.blur import BlurPath as BlurPath
 
 __version__ = "0.1.0"
