@@ -13,6 +13,7 @@ from ._methods.adaptive_modes import AbstractAdaptiveMode as AbstractAdaptiveMod
 from ._methods.adaptive_modes import Auto as Auto
 from ._methods.adaptive_modes import Kronrod as Kronrod
 from ._methods.adaptive_modes import Piecewise as Piecewise
+from ._methods.blur import blur_integrated_gradients as blur_integrated_gradients
 from ._methods.deeplift import deeplift as deeplift
 from ._methods.deeplift import deeplift_shap as deeplift_shap
 from ._methods.exact import ExactInfo as ExactInfo
@@ -22,6 +23,7 @@ from ._methods.expected import expected_gradients as expected_gradients
 from ._methods.expected import expected_integrated_gradients as expected_integrated_gradients
 from ._methods.gradient import gradient_x_input as gradient_x_input
 from ._methods.gradient import saliency as saliency
+from ._methods.guided import guided_integrated_gradients as guided_integrated_gradients
 from ._methods.hessians import integrated_hessians as integrated_hessians
 from ._methods.idgi import idgi as idgi
 from ._methods.integrated import integrated_gradients as integrated_gradients
@@ -33,6 +35,7 @@ from ._methods.layer import neuron_conductance as neuron_conductance
 from ._methods.shapley import shapley_value_sampling as shapley_value_sampling
 from ._methods.split import split_integrated_gradients as split_integrated_gradients
 from ._paths.base import AbstractPath as AbstractPath
+from ._paths.blur import BlurPath as BlurPath
 from ._paths.straight import StraightLine as StraightLine
 from ._quadrature.base import AbstractRule as AbstractRule
 from ._quadrature.clenshaw_curtis import ClenshawCurtis as ClenshawCurtis
@@ -57,8 +60,5 @@ from .axioms import check_implementation_invariance as check_implementation_inva
 from .axioms import check_linearity as check_linearity
 from .axioms import check_sensitivity as check_sensitivity
 from .axioms import check_symmetry as check_symmetry
-from ._methods.blur import blur_integrated_gradients as blur_integrated_gradients
-from ._methods.guided import guided_integrated_gradients as guided_integrated_gradients
-from ._paths.blur import BlurPath as BlurPath
 
 __version__ = "0.1.0"

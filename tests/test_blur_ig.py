@@ -60,7 +60,8 @@ def test_blur_path_tangent_is_the_derivative_in_alpha():
     step = jaxig.BlurPath(max_sigma=3.0, grad_step=0.01)
     sigma = (1 - alpha) * 3.0
     forward = (gaussian_blur(X, sigma + 0.01, max_sigma=3.01) - gaussian_blur(X, sigma, max_sigma=3.01)) / 0.01 * -3.0
-    np.testing.assert_allclose(step.derivative(alpha, X, None), forward, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(forward))))
+    np.testing.assert_allclose(step.derivative(alpha, X, None), forward, rtol=0,
+                               atol=1e-4 * float(jnp.max(jnp.abs(forward))))
 
 
 def test_linear_model_gets_w_times_x_minus_blurred_x():
