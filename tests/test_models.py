@@ -334,13 +334,14 @@ def test_short_scans_are_unrolled_and_give_the_same_attributions(monkeypatch):
     f = _scan_model(5)
     assert _scan_unrolls(f, x) == [5]
     unrolled = jaxig.integrated_gradients(f, x, n_steps=16)
-    monkeypatch.setattr("jaxig._model.UNROLL_BUDGET", 0)
+    monkeypatch.setattr("jaxig._model.UNROLL_LENGTH", 0)
     g = _scan_model(5)  # a new function: traced again, now without unrolling
     assert _scan_unrolls(g, x) == [1]
     rolled = jaxig.integrated_gradients(g, x, n_steps=16)
     np.testing.assert_allclose(unrolled, rolled, rtol=1e-5, atol=1e-6)
 
 
-def test_long_scans_stay_rolled():
-    x = jnp.ones((2, 1000, 4))
-    assert _scan_unrolls(_scan_model(1000), x) == [1]
+@pytest.mark.parametrize("length", [9, 1000])
+def test_longer_scans_stay_rolled(length):
+    x = jnp.ones((2, length, 4))
+    assert _scan_unrolls(_scan_model(length), x) == [1]
