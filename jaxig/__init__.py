@@ -42,6 +42,8 @@ from ._quadrature.newton_cotes import Trapezoid as Trapezoid
 from ._quadrature.random import AbstractRandomRule as AbstractRandomRule
 from ._quadrature.random import MonteCarlo as MonteCarlo
 from ._quadrature.random import QuasiMonteCarlo as QuasiMonteCarlo
+from ._targets import outputs as outputs
+from ._targets import weighted as weighted
 from ._wrappers.noise_tunnel import NoiseTunnel as NoiseTunnel
 from ._wrappers.noise_tunnel import noise_tunnel as noise_tunnel
 from .axioms import AxiomResult as AxiomResult
