@@ -5,25 +5,34 @@ explained value: one scalar per example ``(B,)``, or ``K`` scalars per example `
 targets that explain several outputs in one call (``"all"``, :func:`outputs`), which add a leading
 ``K`` axis to the attributions. The spellings:
 
-==============================  ===================================================================
-``None``                        the only output (``f`` returns ``(B,)`` or ``(B, 1)``)
-``3``, ``[3]``, ``jnp.array([3])``  output 3 of every example (a one-element array broadcasts)
-``[0, 2, 1]`` (length ``B``)    one output per example (``target[b]`` for example ``b``)
-``(i, j)``; ``(B, 2)`` ints     for outputs ``(B, K1, K2)``: output ``[i, j]`` of every example, or one
-                                coordinate row per example (Captum's tuple targets)
-``"all"``                       every output, leading axis ``K`` (``K1 * K2 * ...`` for N-D outputs,
-                                row-major)
-``outputs(0, 2, 3)``            the listed outputs of every example, leading axis of 3 (in that order);
-                                ``outputs("cat", "dog", names=labels)`` by label name
-``weighted(w)``                 ``sum_k w[b, k] f(x)[b, k]`` per example: ``w`` of shape ``(B, K)`` or
-                                ``(K,)``; multi-hot labels are ``w`` in {0, 1}
-a callable ``out -> (B,)``      any reduction of ``f``'s outputs (it sees the raw ``(B, ...)`` outputs)
-==============================  ===================================================================
+- ``None``: the only output (``f`` returns ``(B,)`` or ``(B, 1)``).
+- ``3``, ``[3]``, ``jnp.array([3])``: output 3 of every example (a one-element array broadcasts).
+- ``[0, 2, 1]``, an int array of length ``B``: one output per example (``target[b]`` for example ``b``).
+- ``(i, j)``, or an int array ``(B, 2)``: for outputs ``(B, K1, K2)``, output ``[i, j]`` of every
+  example, or one coordinate row per example (Captum's tuple targets).
+- ``"all"``: every output, on a leading ``K`` axis (``K1 * K2 * ...`` for N-D outputs, row-major).
+- ``outputs(0, 2, 3)``: the listed outputs of every example, on a leading axis of 3 (in that order);
+  ``outputs("cat", "dog", names=labels)`` by label name.
+- ``weighted(w)``: ``sum_k w[b, k] f(x)[b, k]`` per example, ``w`` of shape ``(B, K)`` or ``(K,)``;
+  multi-hot labels are ``w`` in {0, 1}.
+- a callable ``outputs -> (B,)``: any reduction of ``f``'s outputs; it sees the raw ``(B, ...)``
+  outputs, so it may reduce N-D outputs. It returns one value per example: a callable returning
+  ``(K, B)`` is refused (with ``K == B`` it could not be told from ``(B, K)`` by its shape); use
+  :func:`outputs` or one call per callable.
 
-A plain list or array is always "one output per example" (``target[b]``); its length must be ``B``
-(or 1). To explain several outputs of every example spell it :func:`outputs`. Every target but a
-callable is linear in ``f``'s outputs; its gradient is a vector-Jacobian product with a cotangent on
-the outputs, so that explaining ``K`` outputs shares one forward pass per evaluation.
+For outputs ``(B,)`` or ``(B, K)`` a plain list or array is always "one output per example"
+(``target[b]``), so its length must be ``B`` (or 1): ``[0, 2, 3]`` means per-example indices when
+``B == 3`` and is an error otherwise, whose message names ``outputs(0, 2, 3)``. To explain several
+outputs of every example, spell it :func:`outputs`. (For N-D outputs a 1-D target is one coordinate
+tuple, a 2-D one a row per example.)
+
+There is no single-example mode: ``x`` carries a leading batch axis. One example passed without it
+(``x`` of shape ``(D,)``) is caught where the shapes show it (``f(x)`` a scalar or with a leading axis
+other than ``D``, or outputs that mix the "examples") and the message says ``x[None]``.
+
+Every target but a callable is linear in ``f``'s outputs; its gradient is a vector-Jacobian product
+with a cotangent on the outputs, so that explaining ``K`` outputs shares one forward pass per
+evaluation.
 """
 
 from __future__ import annotations
@@ -299,7 +308,7 @@ def resolve_target(target: Any, batch: int, out: Shaped | None = None, what: str
         )
     axes = _out_axes(out)
     if len(axes) == 1:
-        index = _per_example(index, batch, target)
+        index = _per_example(index, batch)
         return TargetSpec("index"), _flat_index(index[:, None], axes, out, what, batch)
     # N-D outputs: an index is a row of len(axes) coordinates, for every example or one per example
     d = len(axes)
@@ -329,7 +338,7 @@ def _broadcast(a: Any, shape: tuple) -> Any:
     return np.broadcast_to(a, shape) if isinstance(a, np.ndarray) else jnp.broadcast_to(a, shape)
 
 
-def _per_example(index: Any, batch: int, target: Any) -> Any:
+def _per_example(index: Any, batch: int) -> Any:
     """Returns an index of shape (B,): a scalar or a one-element array applies to every example."""
     if index.ndim == 0 or index.shape == (1,):
         return _broadcast(index.reshape(()), (batch,))
@@ -382,11 +391,15 @@ def _flat_index(rows: Any, axes: tuple[int, ...], out: Shaped | None, what: str,
 def _resolve_outputs(target: Outputs, out: Shaped | None, batch: int, what: str) -> Any:
     axes = _out_axes(out)
     ids = target.ids
+    if target.names is not None and out is not None and len(target.names) != n_outputs(out):
+        raise ValueError(
+            f"names has {len(target.names)} labels but {_shape_of(out, batch, what)}, "
+            f"{n_outputs(out)} outputs per example; pass one name per output")
     if len(ids) == 1 and isinstance(ids[0], jax.Array):
         rows = ids[0]
         if not jnp.issubdtype(rows.dtype, jnp.integer):
             raise TypeError(f"outputs() takes an int array of output ids, got dtype {rows.dtype}")
-        rows = rows[:, None] if rows.ndim == 1 else rows
+        rows = rows.reshape(-1, 1) if rows.ndim <= 1 else rows
     else:
         coords = []
         for i in ids:
@@ -399,18 +412,14 @@ def _resolve_outputs(target: Outputs, out: Shaped | None, batch: int, what: str)
                 coords.append(np.unravel_index(i, axes) if len(axes) > 1 else (i,))
             else:
                 coords.append(i if isinstance(i, tuple) else (i,))
-        rows = np.asarray(coords, np.int64)
-    if target.names is not None and out is not None and len(target.names) != n_outputs(out):
-        raise ValueError(
-            f"names has {len(target.names)} labels but {_shape_of(out, batch, what)}, "
-            f"{n_outputs(out)} outputs per example; pass one name per output")
+        lengths = {len(c) for c in coords}
+        rows = np.asarray(coords, np.int64) if len(lengths) == 1 else np.zeros((0, 0), np.int64)
     if rows.ndim != 2 or rows.shape[1] != len(axes):
         assert out is not None or len(axes) == 1
         shape = "(B, K)" if out is None else str(tuple(out.shape))
         raise ValueError(
-            f"outputs{tuple(ids) if not isinstance(ids[0], jax.Array) else ''} names outputs by "
-            f"{rows.shape[-1] if rows.ndim == 2 else '?'} coordinate(s), but the outputs have shape {shape}: "
-            f"{len(axes)} axes per example; name each output by "
+            f"target={target!r} does not fit outputs of shape {shape}, with {len(axes)} axes per example; "
+            "name each output by "
             + ("an int" if len(axes) == 1 else f"a tuple of {len(axes)} ints, e.g. outputs({(0,) * len(axes)})"))
     return _flat_index(rows, axes, out, what, batch)
 

@@ -157,6 +157,13 @@ def test_all_subset_and_weighted_on_nd_outputs():
                                rtol=1e-5, atol=1e-6)
 
 
+def test_noise_tunnel_hands_nd_targets_to_the_inner_method():
+    tunnel = jaxig.noise_tunnel(lambda *a, **k: jaxig.saliency(*a, absolute=False, **k), n_samples=2)
+    attr = tunnel(nd, X, target=jaxig.outputs((2, 1), (0, 0)), key=KEY)  # the gradient of a linear f: no noise
+    np.testing.assert_allclose(attr, jnp.broadcast_to(jnp.stack([V[1] * W[:, 2], V[0] * W[:, 0]])[:, None],
+                                                      (2,) + X.shape), rtol=1e-5)
+
+
 def test_callable_reducing_nd_outputs_is_accepted():
     attr = ig(nd, target=lambda o: o.sum(axis=(1, 2)))
     np.testing.assert_allclose(attr, V.sum() * per_output().sum(0), rtol=1e-5, atol=1e-6)
