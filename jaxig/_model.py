@@ -136,8 +136,45 @@ def _trace(f: Callable[..., Any], structs: Any) -> tuple[Program, tuple]:
             "inputs by jax.numpy. The first lines of JAX's message:\n"
             + "\n".join(str(err).splitlines()[:3])
         ) from err
-    program = Program(closed.jaxpr, jax.tree.structure(structs), jax.tree.structure(out_shape))
+    program = Program(_unroll_short_scans(closed.jaxpr), jax.tree.structure(structs),
+                      jax.tree.structure(out_shape))
     return program, tuple(closed.consts)
+
+
+#: a ``lax.scan`` is unrolled when ``length * (equations in its body)`` is at most this
+UNROLL_BUDGET = 2048
+
+
+def _unroll_short_scans(jaxpr: Any) -> Any:
+    """Returns ``jaxpr`` with short ``lax.scan`` loops marked for full unrolling (nested ones too).
+
+    Every method evaluates ``f`` (and its gradient) at many points at once; XLA:CPU runs the body of
+    a rolled loop over those batched operands 1.5-2.5x slower than the same steps as straight-line
+    code (measured on a Flax ``nn.RNN(nn.LSTMCell)`` over 5 steps: IG 3.6 s rolled, 1.9 s unrolled).
+    Unrolling changes only the code XLA generates, not what is computed; loops longer than
+    :data:`UNROLL_BUDGET` equations in all stay rolled so compile time stays bounded.
+    """
+    eqns, changed = [], False
+    for eqn in jaxpr.eqns:
+        new = eqn
+        params = dict(eqn.params)
+        for name, value in eqn.params.items():
+            if isinstance(value, jex_core.ClosedJaxpr):
+                inner = _unroll_short_scans(value.jaxpr)
+                if inner is not value.jaxpr:
+                    params[name] = jex_core.ClosedJaxpr(inner, value.consts)
+            elif isinstance(value, jex_core.Jaxpr):
+                inner = _unroll_short_scans(value)
+                if inner is not value:
+                    params[name] = inner
+        if eqn.primitive.name == "scan":
+            length, body = params["length"], params["jaxpr"]
+            if 1 < length and length * len(body.jaxpr.eqns) <= UNROLL_BUDGET and params["unroll"] != length:
+                params["unroll"] = length
+        if any(params[k] is not v for k, v in eqn.params.items()):
+            new, changed = eqn.replace(params=params), True
+        eqns.append(new)
+    return jaxpr.replace(eqns=eqns) if changed else jaxpr
 
 
 # f -> {input shapes: (snapshot, program, consts, arrays found)}; weak, so a dropped f frees its entry.

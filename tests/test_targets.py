@@ -251,3 +251,29 @@ def test_layer_methods_explain_subsets_and_weighted_targets(method):
     np.testing.assert_allclose(subset, 2 * per_output()[jnp.array([2, 0])], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(method(body, head, X, BASE, target=jaxig.weighted(WEIGHTS), n_steps=4),
                                2 * jnp.einsum("bk,kbd->bd", WEIGHTS, per_output()), rtol=1e-5, atol=1e-6)
+
+
+# Methods whose result is not linear in the explained function (the path, split point or normalisation
+# depends on it): a weighted target explains the weighted sum itself, exactly as the same callable does.
+NONLINEAR_IN_TARGET = [
+    lambda f, x, **kw: jaxig.guided_integrated_gradients(f, x, steps=4, **kw),
+    lambda f, x, **kw: jaxig.split_integrated_gradients(f, x, n_steps=4, **kw),
+    lambda f, x, **kw: jaxig.idgi(f, x, n_steps=4, **kw),
+    lambda f, x, **kw: jaxig.integrated_hessians(f, x, n_steps=2, inner_n_steps=2, **kw),
+]
+
+
+@pytest.mark.parametrize("method", NONLINEAR_IN_TARGET, ids=["guided", "split", "idgi", "hessians"])
+def test_methods_nonlinear_in_the_target_explain_subsets(method):
+    f = lambda x: jnp.tanh(x @ W)  # noqa: E731
+    np.testing.assert_allclose(method(f, X, target=jaxig.outputs(2, 0)),
+                               method(f, X, target="all")[jnp.array([2, 0])], rtol=1e-5, atol=1e-6)
+
+
+def test_weighted_target_explains_the_weighted_sum_itself():
+    # IDGI normalises by the target's own gradient: not the weighted sum of per-output results, but
+    # exactly the result for the function sum_k w[b, k] f(x)[b, k]
+    f = lambda x: jnp.tanh(x @ W)  # noqa: E731
+    np.testing.assert_allclose(jaxig.idgi(f, X, n_steps=4, target=jaxig.weighted(WEIGHTS)),
+                               jaxig.idgi(f, X, n_steps=4, target=lambda o: jnp.sum(o * WEIGHTS, axis=1)),
+                               rtol=1e-5, atol=1e-6)
