@@ -277,3 +277,11 @@ def test_weighted_target_explains_the_weighted_sum_itself():
     np.testing.assert_allclose(jaxig.idgi(f, X, n_steps=4, target=jaxig.weighted(WEIGHTS)),
                                jaxig.idgi(f, X, n_steps=4, target=lambda o: jnp.sum(o * WEIGHTS, axis=1)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_axiom_checks_take_a_subset_of_outputs():
+    w = jnp.arange(12.0).reshape(4, 3) / 10
+    x = jnp.linspace(-1, 1, 20).reshape(5, 4)
+    result = jaxig.check_completeness(jaxig.integrated_gradients, lambda z: z @ w, x, target=jaxig.outputs(0, 2))
+    assert result.passed
+    assert "10 examples" in str(result)  # 2 outputs x 5 examples
