@@ -2,6 +2,7 @@
 
 from . import axioms as axioms
 from . import datasets as datasets
+from . import metrics as metrics
 from ._aggregate import feature_attributions as feature_attributions
 from ._info import Info as Info
 from ._methods.ablation import feature_ablation as feature_ablation
