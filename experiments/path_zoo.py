@@ -152,11 +152,13 @@ def zoo(f, x, target, refs, key, n_steps, n_samples, sigma, noise):
         "ig_black": lambda: jaxig.integrated_gradients(f, x, 0.0, **common),
         "ig_blurred_baseline": lambda: jaxig.integrated_gradients(f, x, blurred, **common),
     }
+    # PAIR's methods count their gradient evaluations in `steps`, the IG family in `n_steps`: pass both,
+    # call_with keeps what each accepts. Blur IG starts at the most blurred image (no baseline).
+    anysteps = dict(common, steps=n_steps)
     optional = {  # name: (jaxig attribute, call)
-        "blur_ig": ("blur_integrated_gradients",
-                    lambda fn: call_with(fn, f, x, max_sigma=sigma, **common)),
-        "guided_ig": ("guided_integrated_gradients", lambda fn: call_with(fn, f, x, 0.0, **common)),
-        "idgi": ("idgi", lambda fn: call_with(fn, f, x, 0.0, **common)),
+        "blur_ig": ("blur_integrated_gradients", lambda fn: call_with(fn, f, x, max_sigma=sigma, **anysteps)),
+        "guided_ig": ("guided_integrated_gradients", lambda fn: call_with(fn, f, x, 0.0, **anysteps)),
+        "idgi": ("idgi", lambda fn: call_with(fn, f, x, 0.0, **anysteps)),
     }
     skipped = {}
     for name, (attr, call) in optional.items():
