@@ -2,6 +2,7 @@
 
 from . import axioms as axioms
 from . import datasets as datasets
+from . import metrics as metrics
 from . import plot as plot
 from ._aggregate import feature_attributions as feature_attributions
 from ._info import Info as Info
