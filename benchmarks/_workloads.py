@@ -17,6 +17,7 @@ Importing this module needs torch (the ``[compare]`` extra).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -35,15 +36,25 @@ CNN_LAYOUT = "NHWC"
 
 @dataclasses.dataclass
 class Workload:
-    """A model in both frameworks plus inputs; ``target`` is the explained output column."""
+    """A model in both frameworks plus inputs; ``target`` is the explained output column.
+
+    A *layer* workload (``layer`` set) is attributed at an intermediate layer, not at its inputs:
+    ``x`` holds integer token ids, ``torch_model.<layer>`` is the module Captum's
+    ``LayerIntegratedGradients`` hooks, ``torch_model.rest(h)`` runs the model from that layer's
+    output, and ``jax_body`` / ``jax_fn`` are the JAX halves (``jax_fn(jax_body(ids))`` is the model).
+    """
 
     name: str
     torch_model: nn.Module
     jax_fn: Callable
-    x: np.ndarray  # float32 inputs, torch layout
+    x: np.ndarray  # float32 inputs (torch layout), or integer token ids for a layer workload
     n_steps: int
     target: int
     fwd_flops_per_example: float | None = None  # multiply-adds x 2 of one forward pass (MLPs)
+    layer: str | None = None  # the attributed submodule of a layer workload
+    jax_body: Callable | None = None  # ids -> layer output, for a layer workload
+    baseline: np.ndarray | None = None  # baseline token ids, for a layer workload
+    piecewise_linear: bool = False  # exact IG applies
 
 
 def _np(t: torch.Tensor) -> jnp.ndarray:
@@ -79,7 +90,7 @@ def _mlp(name, sizes, x, n_steps, seed):
         return z
 
     flops = 2.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    return Workload(name, model, jax_fn, x, n_steps, 0, flops)
+    return Workload(name, model, jax_fn, x, n_steps, 0, flops, piecewise_linear=True)
 
 
 def mlp_california(seed: int = 0) -> Workload:
@@ -208,11 +219,133 @@ def cnn32(seed: int = 0, layout: str | None = None) -> Workload:
     return Workload("cnn32", model, jax_fn, x, 50, 1)
 
 
+def lstm_flax(seed: int = 0) -> Workload:
+    """``lstm_ts``'s model and inputs written as Flax users write it: ``nn.RNN(nn.LSTMCell(64))``.
+
+    Flax's cell projects each step's input inside the recurrence (``lax.scan``), with one dense layer
+    per gate: ``ii, if, ig, io`` (input, no bias) and ``hi, hf, hg, ho`` (hidden, with the bias,
+    here torch's ``b_ih + b_hh``)."""
+    import flax.linen as fnn
+
+    base = lstm_ts(seed)
+    lstm, head = base.torch_model.lstm, base.torch_model.head
+    n_hidden = lstm.hidden_size
+    w_ih, w_hh = _np(lstm.weight_ih_l0), _np(lstm.weight_hh_l0)  # (4H, in), (4H, H)
+    bias = _np(lstm.bias_ih_l0) + _np(lstm.bias_hh_l0)
+    cell = {}
+    for k, gate in enumerate("ifgo"):  # torch's row blocks are the gates i, f, g, o
+        rows = slice(k * n_hidden, (k + 1) * n_hidden)
+        cell["i" + gate] = {"kernel": w_ih[rows].T}
+        cell["h" + gate] = {"kernel": w_hh[rows].T, "bias": bias[rows]}
+    w_out, b_out = _dense_params([head])[0]
+
+    class LSTMRegressor(fnn.Module):
+        @fnn.compact
+        def __call__(self, x):
+            h = fnn.RNN(fnn.LSTMCell(n_hidden, name="cell"))(x)
+            return fnn.Dense(1, name="head")(h[:, -1])
+
+    module = LSTMRegressor()
+    params = {"params": {"cell": cell, "head": {"kernel": w_out, "bias": b_out}}}
+    jax_fn = functools.partial(module.apply, params)
+    return Workload("lstm_flax", base.torch_model, jax_fn, base.x, base.n_steps, 0)
+
+
+class _Encoder(nn.Module):
+    """Token embedding -> learned positions -> post-norm transformer encoder -> mean pool -> linear."""
+
+    def __init__(self, vocab, length, d_model, heads, d_ff, layers, classes):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.pos = nn.Parameter(torch.randn(length, d_model) * 0.1)
+        layer = nn.TransformerEncoderLayer(d_model, heads, d_ff, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, classes)
+
+    def rest(self, h):
+        return self.head(self.encoder(h + self.pos).mean(dim=1))
+
+    def forward(self, ids):
+        return self.rest(self.embed(ids))
+
+
+def transformer(seed: int = 0) -> Workload:
+    """A 2-layer, 4-head, d=64 encoder classifier over 32 tokens (vocabulary 1,000), 64 sequences,
+    attributed at its token embeddings (Captum ``LayerIntegratedGradients(model, model.embed)``),
+    baseline the padding token 0, target 1, 50 steps. The JAX side is Flax linen
+    (``nn.Embed``, ``nn.MultiHeadDotProductAttention``, ``nn.LayerNorm``, ``nn.Dense``)."""
+    import flax.linen as fnn
+
+    vocab, length, d, heads, d_ff, n_layers, classes = 1000, 32, 64, 4, 128, 2, 2
+    torch.manual_seed(seed)
+    model = _freeze(_Encoder(vocab, length, d, heads, d_ff, n_layers, classes))
+    hd = d // heads
+
+    def attention(mha):
+        w, b = _np(mha.in_proj_weight), _np(mha.in_proj_bias)
+        out = {}
+        for k, name in enumerate(("query", "key", "value")):
+            rows = slice(k * d, (k + 1) * d)
+            out[name] = {"kernel": w[rows].T.reshape(d, heads, hd), "bias": b[rows].reshape(heads, hd)}
+        out["out"] = {"kernel": _np(mha.out_proj.weight).T.reshape(heads, hd, d),
+                      "bias": _np(mha.out_proj.bias)}
+        return out
+
+    def dense(m):
+        return {"kernel": _np(m.weight).T, "bias": _np(m.bias)}
+
+    def norm(m):
+        return {"scale": _np(m.weight), "bias": _np(m.bias)}
+
+    params = {"embed": {"embedding": _np(model.embed.weight)}, "pos": _np(model.pos),
+              "head": dense(model.head)}
+    for i, lay in enumerate(model.encoder.layers):
+        params[f"layer{i}"] = {"attn": attention(lay.self_attn), "ff1": dense(lay.linear1),
+                               "ff2": dense(lay.linear2), "norm1": norm(lay.norm1),
+                               "norm2": norm(lay.norm2)}
+
+    class EncoderLayer(fnn.Module):
+        @fnn.compact
+        def __call__(self, h):
+            h = fnn.LayerNorm(1e-5, name="norm1")(h + fnn.MultiHeadDotProductAttention(heads, name="attn")(h))
+            ff = fnn.Dense(d, name="ff2")(jax.nn.relu(fnn.Dense(d_ff, name="ff1")(h)))
+            return fnn.LayerNorm(1e-5, name="norm2")(h + ff)
+
+    class Classifier(fnn.Module):
+        def setup(self):
+            self.embed = fnn.Embed(vocab, d)
+            self.pos = self.param("pos", fnn.initializers.zeros, (length, d))
+            self.layers = [EncoderLayer(name=f"layer{i}") for i in range(n_layers)]
+            self.head = fnn.Dense(classes)
+
+        def tokens(self, ids):
+            return self.embed(ids)
+
+        def rest(self, h):
+            h = h + self.pos
+            for lay in self.layers:
+                h = lay(h)
+            return self.head(h.mean(axis=1))
+
+        def __call__(self, ids):
+            return self.rest(self.tokens(ids))
+
+    module, variables = Classifier(), {"params": params}
+    body = functools.partial(module.apply, variables, method=Classifier.tokens)
+    rest = functools.partial(module.apply, variables, method=Classifier.rest)
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, vocab, (64, length)).astype(np.int32)
+    return Workload("transformer", model, rest, ids, 50, 1, layer="embed", jax_body=body,
+                    baseline=np.zeros_like(ids))
+
+
 WORKLOADS: dict[str, Callable[..., Workload]] = {
     "mlp_california": mlp_california,
     "mlp_linear96": mlp_linear96,
     "lstm_ts": lstm_ts,
+    "lstm_flax": lstm_flax,
     "cnn32": cnn32,
+    "transformer": transformer,
 }
 
 

@@ -2,6 +2,7 @@
 
 from . import axioms as axioms
 from . import datasets as datasets
+from . import plot as plot
 from ._aggregate import feature_attributions as feature_attributions
 from ._info import Info as Info
 from ._methods.ablation import feature_ablation as feature_ablation
@@ -12,6 +13,7 @@ from ._methods.adaptive_modes import AbstractAdaptiveMode as AbstractAdaptiveMod
 from ._methods.adaptive_modes import Auto as Auto
 from ._methods.adaptive_modes import Kronrod as Kronrod
 from ._methods.adaptive_modes import Piecewise as Piecewise
+from ._methods.blur import blur_integrated_gradients as blur_integrated_gradients
 from ._methods.deeplift import deeplift as deeplift
 from ._methods.deeplift import deeplift_shap as deeplift_shap
 from ._methods.exact import ExactInfo as ExactInfo
@@ -21,6 +23,9 @@ from ._methods.expected import expected_gradients as expected_gradients
 from ._methods.expected import expected_integrated_gradients as expected_integrated_gradients
 from ._methods.gradient import gradient_x_input as gradient_x_input
 from ._methods.gradient import saliency as saliency
+from ._methods.guided import guided_integrated_gradients as guided_integrated_gradients
+from ._methods.hessians import integrated_hessians as integrated_hessians
+from ._methods.idgi import idgi as idgi
 from ._methods.integrated import integrated_gradients as integrated_gradients
 from ._methods.integrated import path_gradients as path_gradients
 from ._methods.layer import layer_activation as layer_activation
@@ -28,7 +33,9 @@ from ._methods.layer import layer_conductance as layer_conductance
 from ._methods.layer import layer_integrated_gradients as layer_integrated_gradients
 from ._methods.layer import neuron_conductance as neuron_conductance
 from ._methods.shapley import shapley_value_sampling as shapley_value_sampling
+from ._methods.split import split_integrated_gradients as split_integrated_gradients
 from ._paths.base import AbstractPath as AbstractPath
+from ._paths.blur import BlurPath as BlurPath
 from ._paths.straight import StraightLine as StraightLine
 from ._quadrature.base import AbstractRule as AbstractRule
 from ._quadrature.clenshaw_curtis import ClenshawCurtis as ClenshawCurtis
@@ -42,6 +49,8 @@ from ._quadrature.newton_cotes import Trapezoid as Trapezoid
 from ._quadrature.random import AbstractRandomRule as AbstractRandomRule
 from ._quadrature.random import MonteCarlo as MonteCarlo
 from ._quadrature.random import QuasiMonteCarlo as QuasiMonteCarlo
+from ._runner import attribute_dataset as attribute_dataset
+from ._runner import to_dataframe as to_dataframe
 from ._wrappers.noise_tunnel import NoiseTunnel as NoiseTunnel
 from ._wrappers.noise_tunnel import noise_tunnel as noise_tunnel
 from .axioms import AxiomResult as AxiomResult

@@ -125,3 +125,16 @@ def pair_with_x(tree: Any, x: Any, name: str, hint: str) -> list[tuple[str, Any,
     if t_def != x_def and not (len(x_leaves) == 1 and len(t_leaves) == 1 and bare):
         raise ValueError(f"{name} structure {t_def} does not match input structure {x_def}; {hint}")
     return [(name + leaf_name(path)[1:], xi, ti) for (path, xi), ti in zip(x_leaves, t_leaves)]
+
+
+def check_rule_and_path(rule: Any, path: Any) -> None:
+    """Raises ``TypeError`` unless ``rule`` is an :class:`AbstractRule` and ``path`` an :class:`AbstractPath`."""
+    from ._paths.base import AbstractPath
+    from ._quadrature.base import AbstractRule
+
+    if not isinstance(rule, AbstractRule):
+        raise TypeError(
+            f"rule must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {rule!r}"
+        )
+    if not isinstance(path, AbstractPath):
+        raise TypeError(f"path must be an instance of jaxig.AbstractPath such as jaxig.StraightLine(), got {path!r}")

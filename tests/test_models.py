@@ -309,3 +309,39 @@ def test_memory_stays_bounded_with_a_new_lambda_per_call():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     growth = float(out.stdout.strip().splitlines()[-1])
     assert growth < 60, f"grew by {growth:.1f} MiB"
+
+
+def _scan_model(length):
+    w = jax.random.normal(jax.random.key(3), (4, 4)) / 2
+
+    def f(x):  # x: (B, length, 4), a tanh RNN written with lax.scan
+        def step(h, xt):
+            h = jnp.tanh(h @ w + xt)
+            return h, h
+        h, _ = jax.lax.scan(step, jnp.zeros_like(x[:, 0]), jnp.swapaxes(x, 0, 1))
+        return h.sum(-1)
+    return f
+
+
+def _scan_unrolls(f, x):
+    from jaxig._model import lift
+
+    return [e.params["unroll"] for e in lift(f, x).program.jaxpr.eqns if e.primitive.name == "scan"]
+
+
+def test_short_scans_are_unrolled_and_give_the_same_attributions(monkeypatch):
+    x = jax.random.normal(jax.random.key(0), (3, 5, 4))
+    f = _scan_model(5)
+    assert _scan_unrolls(f, x) == [5]
+    unrolled = jaxig.integrated_gradients(f, x, n_steps=16)
+    monkeypatch.setattr("jaxig._model.UNROLL_LENGTH", 0)
+    g = _scan_model(5)  # a new function: traced again, now without unrolling
+    assert _scan_unrolls(g, x) == [1]
+    rolled = jaxig.integrated_gradients(g, x, n_steps=16)
+    np.testing.assert_allclose(unrolled, rolled, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("length", [9, 1000])
+def test_longer_scans_stay_rolled(length):
+    x = jnp.ones((2, length, 4))
+    assert _scan_unrolls(_scan_model(length), x) == [1]

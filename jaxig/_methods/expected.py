@@ -334,10 +334,7 @@ def expected_integrated_gradients(
 
     Works under ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (e.g. with respect to parameters of ``f``).
     """
-    if not isinstance(rule, AbstractRule):
-        raise TypeError(f"rule must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {rule!r}")
-    if not isinstance(path, AbstractPath):
-        raise TypeError(f"path must be an instance of jaxig.AbstractPath such as jaxig.StraightLine(), got {path!r}")
+    _checks.check_rule_and_path(rule, path)
     rule.check_steps(n_steps)
     check_batch_size(alpha_batch_size)
     if baseline_batch_size is not None:

@@ -136,12 +136,7 @@ def integrated_gradients(
     and the baseline only, and its transpose is applied once to the summed gradients of ``g``: the
     same integral, exact up to rounding, without the first layer's cost at every alpha.
     """
-    if not isinstance(rule, AbstractRule):
-        raise TypeError(
-            f"rule must be an instance of jaxig.AbstractRule such as jaxig.GaussLegendre(), got {rule!r}"
-        )
-    if not isinstance(path, AbstractPath):
-        raise TypeError(f"path must be an instance of jaxig.AbstractPath such as jaxig.StraightLine(), got {path!r}")
+    _checks.check_rule_and_path(rule, path)
     rule.check_steps(n_steps)
     check_batch_size(alpha_batch_size)
     if return_delta and not multiply_by_inputs:
