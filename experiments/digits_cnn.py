@@ -16,8 +16,8 @@ Usage:  python experiments/digits_cnn.py --out results/digits [--quick] [--seed 
    correlation of its maps with IG's.
 
 Writes methods.csv (per method: logit drop, completeness gap, correlation with IG, seconds), maps.csv
-(the maps of the shown examples, long format) and overlays.png (rows: examples; columns: the image and
-each method's map over it) to --out. Needs scikit-learn.
+(the maps of the shown examples, long format) and overlays.png (``jaxig.plot.image_grid``: a row of images, then one row
+per method, its map over each image) to --out. Needs scikit-learn.
 """
 
 from __future__ import annotations
@@ -98,20 +98,6 @@ def deletion_drop(f, X, target, scores, k):
     Xd = X * jnp.asarray(keep.reshape(X.shape), X.dtype)
     pick = lambda out: np.take_along_axis(np.asarray(out), np.asarray(target)[:, None], 1)[:, 0]
     return pick(f(X)) - pick(f(Xd))
-
-
-# ---- plotting (a local helper until jaxig.plot lands on main)
-
-
-def _overlay(ax, image, attribution, title=None):
-    """Draws a signed attribution map (red up, blue down, symmetric scale) with the image's outline over it."""
-    lim = max(float(np.abs(attribution).max()), 1e-12)
-    ax.imshow(attribution, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax.contour(image, levels=[0.4], colors="k", linewidths=1.0)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
 
 
 def _write_csv(path, header, rows):
@@ -198,16 +184,19 @@ def main(argv=None):
 
     titles = {"integrated_gradients": "IG", "smoothgrad_ig": "SmoothGrad-IG", "saliency": "saliency |grad|",
               "occlusion_2x2": "occlusion 2x2", "expected_gradients": "expected gradients"}
-    fig, ax = plt.subplots(n_show, 1 + len(maps), figsize=(2.0 * (1 + len(maps)), 2.1 * n_show))
-    for r, i in enumerate(show):
-        ax[r, 0].imshow(np.asarray(Xte[i, :, :, 0]), cmap="gray_r", vmin=0, vmax=1)
-        ax[r, 0].set_xticks([])
-        ax[r, 0].set_yticks([])
-        ax[r, 0].set_title(f"label {int(yte[i])}, predicted {pred[i]}", fontsize=9)
-        for c, name in enumerate(maps, start=1):
-            _overlay(ax[r, c], np.asarray(Xte[i, :, :, 0]), maps[name][i, :, :, 0], titles[name] if r == 0 else None)
-    fig.suptitle("digits CNN: attributions of the predicted class's logit "
-                 "(red raises it, blue lowers it; black: the digit's outline)")
+    fig, axes = plt.subplots(1 + len(maps), n_show, figsize=(2.4 * max(n_show, 4), 2.2 * (1 + len(maps))),
+                             squeeze=False)
+    # alpha=1: on 8x8 digits a blended overlay is hard to read, so the maps are opaque and the digit's
+    # outline is drawn over them instead
+    jaxig.plot.image_grid(np.asarray(Xte[:n_show]), {titles[k]: v[:n_show] for k, v in maps.items()}, alpha=1.0,
+                          axes=axes)
+    axes[0, 0].set_title("", loc="left")  # the grid's "input" label; each image gets its own title below
+    for j in show:
+        axes[0, j].set_title(f"label {int(yte[j])}, predicted {pred[j]}", fontsize=9)
+        for r in range(1, 1 + len(maps)):
+            axes[r, j].contour(np.asarray(Xte[j, :, :, 0]), levels=[0.4], colors="k", linewidths=0.8)
+    fig.suptitle("digits CNN: attributions of the predicted class's logit\n(red raises it, blue lowers it; "
+                 "black: the digit's outline)")
     fig.tight_layout()
     fig.savefig(out / "overlays.png", dpi=100)
     plt.close(fig)

@@ -23,7 +23,7 @@ absolute values? Here the answer can be checked, because the data has a known gr
 Writes cells.csv (per (t, f) cell: coef, planted, mean IG, mean |IG|, mean |truth|), features.csv (per
 feature: dataset means of the signed and absolute sums over time, for IG and the truth, and the
 correlation of the per-example signed sums with the truth's), metrics.csv (metric, value) and the figures
-heatmap.png (time x feature heatmaps: planted coefs, mean |IG|, one example's IG and its truth) and
+heatmap.png (feature x time heatmaps: planted coefs, mean |IG|, one example's IG and its truth) and
 features.png (per-feature bars, signed and absolute) to --out.
 """
 
@@ -93,35 +93,6 @@ def recovery(attr, planted):
     top = np.argsort(-a, axis=1)[:, :k]
     hits = mask[top].mean(1)
     return mass, hits
-
-
-# ---- plotting (a local helper until jaxig.plot lands on main)
-
-
-def _heatmap(ax, values, title, *, signed, feature_names):
-    """Draws a time x feature heatmap (time down the rows) with a colour bar."""
-    values = np.asarray(values)
-    if signed:
-        lim = max(float(np.abs(values).max()), 1e-12)
-        im = ax.imshow(values, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    else:
-        im = ax.imshow(values, cmap="viridis", vmin=0, aspect="auto")
-    ax.set_xticks(range(values.shape[1]), feature_names)
-    ax.set(ylabel="time step", title=title)
-    plt.colorbar(im, ax=ax, fraction=0.046)
-
-
-def _feature_bars(ax, names, series, title, ylabel):
-    """Draws grouped bars: one group per feature, one bar per entry of ``series`` ({label: values})."""
-    n = len(series)
-    width = 0.8 / n
-    idx = np.arange(len(names))
-    for i, (label, values) in enumerate(series.items()):
-        ax.bar(idx + (i - (n - 1) / 2) * width, values, width, label=label)
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_xticks(idx, names)
-    ax.set(title=title, ylabel=ylabel)
-    ax.legend(fontsize=8)
 
 
 def _write_csv(path, header, rows):
@@ -210,12 +181,15 @@ def main(argv=None):
 
     # ---- figures
     ex = int(np.argmax(np.abs(pred - f_0)))  # the example the model moves most from f(0)
-    fig, ax = plt.subplots(1, 4, figsize=(15, 4.6))
-    _heatmap(ax[0], coefs, "planted coefs (ground truth)", signed=True, feature_names=names)
-    _heatmap(ax[1], np.abs(attr).mean(0), f"mean |IG| over {n_test} test sequences", signed=False,
-             feature_names=names)
-    _heatmap(ax[2], attr[ex], f"IG of test example {ex}", signed=True, feature_names=names)
-    _heatmap(ax[3], truth[ex], f"truth coefs * x of example {ex}", signed=True, feature_names=names)
+    fig, ax = plt.subplots(4, 1, figsize=(11, 9.5))
+    jaxig.plot.timeseries_heatmap(coefs, feature_names=names, ax=ax[0])
+    ax[0].set_title("planted coefs (ground truth)")
+    jaxig.plot.timeseries_heatmap(attr, feature_names=names, absolute=True, ax=ax[1])
+    ax[1].set_title(f"mean |IG| over {n_test} test sequences")
+    jaxig.plot.timeseries_heatmap(attr[ex], feature_names=names, ax=ax[2])
+    ax[2].set_title(f"IG of test example {ex}")
+    jaxig.plot.timeseries_heatmap(truth[ex], feature_names=names, ax=ax[3])
+    ax[3].set_title(f"truth coefs * x of example {ex}")
     fig.suptitle(f"LSTM on planted time series: IG [B, T, F]; top-{int(planted.sum())} hit rate "
                  f"{hits.mean():.2f}, share of |IG| on planted cells {mass.mean():.2f}")
     fig.tight_layout()
@@ -223,12 +197,12 @@ def main(argv=None):
     plt.close(fig)
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    _feature_bars(ax[0], names, {"IG": signed[ex], "truth": t_signed[ex]}, f"example {ex}: signed sum over time",
-                  "attribution (output units)")
-    _feature_bars(ax[1], names, {"IG": absolute.mean(0), "truth": t_abs.mean(0)},
-                  "dataset: mean of sum_t |attr| (involvement)", "mean over test set")
-    _feature_bars(ax[2], names, {"IG": signed.mean(0), "truth": t_signed.mean(0)},
-                  "dataset: mean of signed sum_t attr (cancels)", "mean over test set")
+    panels = ((f"example {ex}: signed sum over time", {"IG": signed[ex], "truth": t_signed[ex]}),
+              ("dataset: mean of sum_t |attr| (involvement)", {"IG": absolute, "truth": t_abs}),
+              ("dataset: mean of signed sum_t attr (cancels)", {"IG": signed, "truth": t_signed}))
+    for a, (title, series) in zip(ax, panels, strict=True):
+        jaxig.plot.feature_bars(series, feature_names=names, normalize=False, ax=a)
+        a.set_title(title)
     fig.tight_layout()
     fig.savefig(out / "features.png", dpi=100)
     plt.close(fig)

@@ -113,7 +113,7 @@ def recovery(attr_all, Y, signs, X):
     return k_idx, share, hit, np.where(clear, signed > 0, np.nan), both
 
 
-# ---- plotting (a local helper until jaxig.plot lands on main)
+# ---- plotting: jaxig.plot has no label x feature matrix, so this one is drawn here
 
 
 def _attribution_matrix(ax, values, row_names, title):
@@ -253,11 +253,9 @@ def main(argv=None):
     for i, stat, label in ((0, 1, "share of |attr| on the label's pair"), (1, 2, "top-2 hit rate")):
         vals = {name: [rec[name][stat][rec[name][0] == k].mean() if (rec[name][0] == k).any() else np.nan
                        for k in range(K)] for name in rec}
-        idx = np.arange(K)
-        ax[i, 1].bar(idx - 0.2, vals["IG"], 0.4, label="IG")
-        ax[i, 1].bar(idx + 0.2, vals["ablation"], 0.4, label="feature ablation")
+        jaxig.plot.feature_bars({"IG": np.asarray(vals["IG"]), "feature ablation": np.asarray(vals["ablation"])},
+                                feature_names=[str(k) for k in range(K)], normalize=False, ax=ax[i, 1])
         ax[i, 1].set(xlabel="label", ylabel=label, ylim=(0, 1.05), title=f"per label, {n_test} test examples")
-        ax[i, 1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "multilabel.png", dpi=100)
     plt.close(fig)

@@ -130,22 +130,6 @@ def planted_recovery(tok_attr, ids):
     return share, hit, rank[planted].mean(), occ
 
 
-# ---- plotting (a local helper until jaxig.plot lands on main)
-
-
-def _token_bars(ax, tokens, values, title):
-    """Draws one bar per token (red raises the logit, blue lowers it), sentiment words in bold."""
-    colors = ["tab:red" if v > 0 else "tab:blue" for v in values]
-    ax.bar(range(len(tokens)), values, color=colors)
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=60, fontsize=8)
-    for lbl, t in zip(ax.get_xticklabels(), tokens, strict=True):
-        if t in {w for w, _ in WORDS.values()}:
-            lbl.set_fontweight("bold")
-    ax.set_title(title, fontsize=9)
-    ax.set_ylabel("attribution (logit)")
-
-
 def _write_csv(path, header, rows):
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -215,10 +199,16 @@ def main(argv=None):
                  tok[b, p]) for b in show for p in range(length)])
 
     fig, ax = plt.subplots(n_show, 1, figsize=(10, 2.3 * n_show))
+    sentiment = {w for w, _ in WORDS.values()}
     for r, b in enumerate(show):
-        _token_bars(ax[r], [word(i) for i in ids_te[b]], tok[b],
-                    f"sentence {b}: label {int(y_te[b])}, logit {logit[b]:+.2f} (all-PAD {f_pad:+.2f}); "
-                    f"bars sum to {tok[b].sum():+.2f}")
+        tokens = [word(i) for i in ids_te[b]]
+        jaxig.plot.feature_bars(tok[b], feature_names=tokens, normalize=False, ax=ax[r])
+        for lbl in ax[r].get_xticklabels():  # the planted words in bold
+            if lbl.get_text() in sentiment:
+                lbl.set_fontweight("bold")
+        ax[r].set_ylabel("attribution (logit)")
+        ax[r].set_title(f"sentence {b}: label {int(y_te[b])}, logit {logit[b]:+.2f} (all-PAD {f_pad:+.2f}); "
+                        f"bars sum to {tok[b].sum():+.2f}", fontsize=9)
     fig.suptitle("layer IG at the embedding, summed over the embedding dimension: one number per token")
     fig.tight_layout()
     fig.savefig(out / "tokens.png", dpi=100)

@@ -128,22 +128,15 @@ def main(argv=None):
                    "probability")
     _bars_with_sum(ax[0, 2], NAMES, ig_mean, d_mean,
                    "(c) IG of the logit, baseline x' = (1, 0.5, 0)\nw * (x - x'): x1 = x'1 gets 0", "logits")
-    for j, name in enumerate("AB"):
-        ax[1, 0].plot(range(T), ig_seq[0, :, j], "o-", label=f"feature {name}")
-    ax[1, 0].axhline(0, color="k", lw=0.6)
-    ax[1, 0].set(title="(d) IG of a sequence model over time [T, F]", xlabel="time step", ylabel="attribution")
-    ax[1, 0].legend(fontsize=8)
-    idx = np.arange(F)
-    ax[1, 1].bar(idx - 0.2, signed, 0.4, label=f"signed sum_t (sums to f(x) - f(0) = {d_seq:.2f})")
-    ax[1, 1].bar(idx + 0.2, absolute, 0.4, label="absolute sum_t |attr| (involvement)")
+    jaxig.plot.timeseries_heatmap(ig_seq[0], feature_names=["A", "B"], ax=ax[1, 0])
+    ax[1, 0].set_title("(d) IG of a sequence model over time [T, F]")
+    jaxig.plot.timeseries_bars(ig_seq[0], feature_names=["A", "B"], kind="both", ax=ax[1, 1])
     for i in range(F):
         ax[1, 1].annotate(f"{signed[i]:.2f}", (i - 0.2, signed[i]), ha="center", va="bottom", fontsize=8)
         ax[1, 1].annotate(f"{absolute[i]:.2f}", (i + 0.2, absolute[i]), ha="center", va="bottom", fontsize=8)
-    ax[1, 1].axhline(0, color="k", lw=0.6)
-    ax[1, 1].set_xticks(idx, ["A", "B"])
-    ax[1, 1].set(title="(e) feature_attributions: signed vs absolute over time", ylabel="per-feature value")
     ax[1, 1].set_ylim(0, 1.35 * absolute.max())
-    ax[1, 1].legend(fontsize=8, loc="upper center")
+    ax[1, 1].set_title(f"(e) feature_attributions over time: signed sums add to f(x) - f(0) = {d_seq:.2f}",
+                       fontsize=10)
     ax[1, 2].axis("off")
     ax[1, 2].text(0, 1, "\n".join([
         "Reading the numbers",
