@@ -51,6 +51,8 @@ from ._quadrature.random import MonteCarlo as MonteCarlo
 from ._quadrature.random import QuasiMonteCarlo as QuasiMonteCarlo
 from ._runner import attribute_dataset as attribute_dataset
 from ._runner import to_dataframe as to_dataframe
+from ._targets import outputs as outputs
+from ._targets import weighted as weighted
 from ._wrappers.noise_tunnel import NoiseTunnel as NoiseTunnel
 from ._wrappers.noise_tunnel import noise_tunnel as noise_tunnel
 from .axioms import AxiomResult as AxiomResult

@@ -36,9 +36,9 @@ def feature_attributions(
 
     The layout contract: axis 0 is the batch axis, unless ``output_axis=True``, which says axis 0
     holds K explained outputs and axis 1 the batch, as in the ``(K, B, ..., F)`` result of
-    ``target="all"``; the result then keeps K first: ``(K, B, F)``, or ``(K, F)`` with
+    ``target="all"`` or ``target=jaxig.outputs(...)``; the result then keeps K first: ``(K, B, F)``, or ``(K, F)`` with
     ``keep_batch=False``. The array alone cannot say which layout it has (a ``(K, B, T, F)``
-    array reads as ``(B, T1, T2, F)``), so pass ``output_axis=True`` for ``target="all"`` results;
+    array reads as ``(B, T1, T2, F)``), so pass ``output_axis=True`` for ``"all"``/``outputs`` results;
     without it their K axis would be taken for the batch and the batch summed away.
 
     A pytree of attributions (one leaf per input, as returned for a pytree ``x``) is reduced leaf

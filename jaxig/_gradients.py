@@ -1,8 +1,8 @@
 """The one evaluation every gradient method makes: the explained output(s) and their input gradient.
 
-A target turns ``f``'s outputs into one scalar per example (``K`` for ``"all"``); its gradient is a
-vector-Jacobian product with a cotangent on the outputs, so explaining all ``K`` outputs shares one
-forward pass.
+A target turns ``f``'s outputs into one scalar per example (``K`` for ``"all"`` and
+:func:`jaxig.outputs`); its gradient is a vector-Jacobian product with a cotangent on the outputs, so
+explaining ``K`` outputs shares one forward pass. A weighted target is one cotangent (the weights).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ __all__ = ["value_and_gradient", "gradient", "explain_at"]
 
 
 def value_and_gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: Any, point: Any) -> tuple[Any, Any]:
-    """Returns ``(F(point), dF/dpoint)``: the explained outputs ``(B,)`` (``(K, B)`` for ``"all"``)
-    and their gradient, a pytree like ``point`` (with a leading ``K`` axis for ``"all"``)."""
+    """Returns ``(F(point), dF/dpoint)``: the explained outputs ``(B,)`` (``(K, B)`` when
+    ``spec.multi``: ``"all"``, :func:`jaxig.outputs`) and their gradient, a pytree like ``point``
+    (with a leading ``K`` axis when ``spec.multi``)."""
     out, pullback = jax.vjp(fn, point)
     ct = cotangents(spec, out, index)
-    grads = jax.vmap(pullback)(ct)[0] if spec.kind == "all" else pullback(ct)[0]
+    grads = jax.vmap(pullback)(ct)[0] if spec.multi else pullback(ct)[0]
     return select(spec, out, index), grads
 
 

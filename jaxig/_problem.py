@@ -18,7 +18,7 @@ from . import _validate
 from ._baselines import check_baseline, resolve_baseline
 from ._model import Model, lift
 from ._pytree import Module, static_field
-from ._targets import TargetSpec, check_index_range, check_target_fits, resolve_target
+from ._targets import TargetSpec, resolve_target_for
 
 __all__ = ["Problem", "prepare", "RowModel", "lift_rows"]
 
@@ -31,7 +31,9 @@ class Problem(Module):
       x: the inputs, a pytree of float arrays with a leading batch axis.
       baseline: the baseline as given (``0.0`` for ``None``); :meth:`full_baseline` broadcasts it.
         Broadcasting happens inside the compiled program, where it costs no dispatch per call.
-      index: int32 ``(B,)`` output indices for integer targets, else ``None``.
+      index: the target's array (``None`` for ``None``, ``"all"`` and callable targets): int32
+        ``(B,)`` flat output indices, int32 ``(K,)`` for :func:`jaxig.outputs`, float ``(B, K)``
+        weights for :func:`jaxig.weighted` (see :class:`~jaxig._targets.TargetSpec`).
       target: the static part of the target (its kind and callable).
     """
 
@@ -55,7 +57,8 @@ class Problem(Module):
 
     @property
     def all_k(self) -> bool:
-        return self.target.kind == "all"
+        """Whether results carry a leading ``K`` axis (``target="all"`` or :func:`jaxig.outputs`)."""
+        return self.target.multi
 
     def full_baseline(self) -> Any:
         """Returns the baseline broadcast to ``x``'s structure, shapes and dtypes."""
@@ -75,8 +78,9 @@ def prepare(
     Raises:
       TypeError: ``f`` is not callable or not traceable; non-float inputs; ``f`` returns non-float
         outputs; a target of unsupported type; ``args`` not a tuple or list.
-      ValueError: inputs without a batch axis or with leaves of different batch sizes; outputs not
-        of shape ``(B,)``/``(B, K)``; several outputs and no target; a bad target index or shape; a
+      ValueError: inputs without a batch axis or with leaves of different batch sizes (``x`` of
+        shape ``(D,)`` holding one example: the message says ``x[None]``); outputs without the
+        leading batch axis; several outputs and no target; a bad target index, weight or label; a
         baseline whose structure or shapes do not match ``x``.
     """
     if not callable(f):
@@ -87,14 +91,11 @@ def prepare(
             "for one extra argument m pass args=(m,)"
         )
     x, batch = _validate.as_float_inputs(x)
-    spec, index = resolve_target(target, batch)
     baseline = 0.0 if baseline is None else baseline  # None and scalars share one compiled program
     # Checked here, once, by shapes (free); the broadcast itself runs inside the compiled program.
     check_baseline(baseline, x)
     model = lift(f, x, tuple(args))
-    _validate.check_output(model.program.out_struct, batch)
-    check_target_fits(spec, model.program.out_struct)
-    check_index_range(index, model.program.out_struct)
+    spec, index = resolve_target_for(target, model.program.out_struct, batch, x_shape=jax.tree.leaves(x)[0].shape)
     check_independent(model, x)
     return Problem(model=model, x=x, baseline=baseline, index=index, target=spec)
 
@@ -127,8 +128,9 @@ def check_independent(model: Model, x: Any) -> None:
             f"(derivative {other:.3g}, against {own:.3g} for example 0 itself). Attribution methods "
             "explain each example on its own; common causes are a softmax or normalisation over the "
             "batch axis (axis 0), BatchNorm in training mode (use eval mode, e.g. "
-            "use_running_average=True), or a reshape that moves the batch axis. Fix f, or explain one "
-            "example at a time (x[i:i+1])"
+            "use_running_average=True), a reshape that moves the batch axis, or x being one example "
+            f"without its batch axis (x of shape {tuple(jax.tree.leaves(x)[0].shape)}: add one, x[None]). "
+            "Fix f, or explain one example at a time (x[i:i+1])"
         )
 
 

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from ._info import Info
+from ._targets import Outputs
 
 __all__ = ["attribute_dataset", "to_dataframe"]
 
@@ -126,7 +127,7 @@ def attribute_dataset(
         baseline = jax.tree.map(np.asarray, baseline)
     index = _per_example_target(target, n)
     args = tuple(jax.tree.map(lambda a: _per_example_arg(a, n), tuple(args)))
-    all_k = isinstance(target, str) and target == "all"
+    all_k = (isinstance(target, str) and target == "all") or isinstance(target, Outputs)  # a leading K axis
 
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:

@@ -67,25 +67,6 @@ def as_float_inputs(x: Any) -> tuple[Any, int]:
     return jax.tree_util.tree_unflatten(treedef, leaves), int(batch)
 
 
-def check_output(out: Any, batch: int, what: str = "f(x)") -> None:
-    """Raises if ``out`` is not a float array of shape ``(B,)`` or ``(B, K)``."""
-    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
-        raise TypeError(f"{what} must return an array of shape (B,) or (B, K), got {type(out).__name__}")
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(
-            f"{what} returned dtype {out.dtype}; it must return float outputs (logits, probabilities "
-            "or regression values), not labels from argmax or a cast to int"
-        )
-    if out.ndim not in (1, 2) or out.shape[0] != batch:
-        raise ValueError(
-            f"{what} returned shape {tuple(out.shape)} for a batch of {batch}; it must return shape "
-            f"({batch},) or ({batch}, K): one output (or K outputs) per example. Reduce extra axes "
-            "inside f, or choose outputs with target=callable"
-            + (f". If x holds a single example (its first axis, of size {batch}, being a feature axis), "
-               "add a batch axis: x[None]" if out.ndim == 0 else "")
-        )
-
-
 def is_concrete(*trees: Any) -> bool:
     """Returns True when no leaf of the trees is a tracer (we are not inside jit/vmap/grad of them)."""
     return not any(isinstance(leaf, Tracer) for t in trees for leaf in jax.tree.leaves(t))

@@ -152,7 +152,7 @@ def spread(values: jax.Array, masks: Any, x: Any, all_k: bool) -> Any:
 
 def check_index(problem: Problem) -> None:
     """Raises when a concrete integer target is out of range for ``f``'s outputs."""
-    if problem.index is None or not _checks.is_concrete(problem.index):
+    if problem.target.kind != "index" or not _checks.is_concrete(problem.index):
         return
     k = n_outputs(problem.out_struct)
     index = np.asarray(problem.index)

@@ -19,7 +19,7 @@ from .._info import Info, completeness_gap
 from .._jaxpr.pwl import eval_with_switches, is_piecewise_linear, linear_piece
 from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
-from .._targets import TargetSpec, n_outputs, select
+from .._targets import TargetSpec, n_explained, select
 from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
 from .adaptive_piecewise import integrate_piecewise, kink_switches, smooth_piece
 
@@ -278,7 +278,7 @@ def _path_gradients(model, spec: TargetSpec, index, baseline, direction, alpha, 
     point = jax.tree.map(lambda b, d: b + alpha.reshape((-1,) + (1,) * (b.ndim - 1)).astype(b.dtype) * d,
                          baseline, direction)
     phi, grads = value_and_gradient(model, spec, index, point)
-    if spec.kind == "all":
+    if spec.multi:
         flat = jax.vmap(lambda g: _flatten(g, batch))(grads)  # (K, B, F)
         return phi.T.astype(dtype), jnp.moveaxis(flat, 0, 1)
     return phi[:, None].astype(dtype), _flatten(grads, batch)[:, None]
@@ -289,7 +289,7 @@ def _with_delta(problem: Problem, baseline, attributions, info: Info) -> Info:
     spec, index = problem.target, problem.index
     f_x = select(spec, problem.model(problem.x), index)
     f_b = select(spec, problem.model(baseline), index)
-    return info.replace(delta=completeness_gap(attributions, f_x, f_b, spec.kind == "all"))
+    return info.replace(delta=completeness_gap(attributions, f_x, f_b, spec.multi))
 
 
 def _unflat(flat, x, all_k: bool):
@@ -316,7 +316,7 @@ def _piecewise(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     dtype = jnp.result_type(*leaves)
     direction = jax.tree.map(jnp.subtract, x, baseline)
     d_flat = _flatten(direction, batch)
-    all_k = spec.kind == "all"
+    all_k = spec.multi
 
     find_piece = _piece_finder(rows, spec, baseline, direction) if static.mode.pieces else None
 
@@ -341,8 +341,8 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     batch = leaves[0].shape[0]
     dtype = jnp.result_type(*leaves)
     direction = jax.tree.map(jnp.subtract, x, baseline)
-    all_k = spec.kind == "all"
-    n_out = n_outputs(problem.out_struct) if all_k else 1
+    all_k = spec.multi
+    n_out = n_explained(spec, index, problem.out_struct)
 
     def flat_grads(alpha):  # (B,) alphas, one per example -> (B, K * F) gradients, output-major
         return _path_gradients(model, spec, index, baseline, direction, alpha, batch, dtype)[1].reshape(batch, -1)

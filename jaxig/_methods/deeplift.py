@@ -51,7 +51,7 @@ def _multipliers(static: _Static, problem: Problem, reference: Any):
     zeros = jax.tree.map(jnp.zeros_like, x)
     _, pullback, (out, ref_out) = jax.vjp(difference, zeros, has_aux=True)
     ct = cotangents(spec, out, index)
-    m = jax.vmap(pullback)(ct)[0] if spec.kind == "all" else pullback(ct)[0]
+    m = jax.vmap(pullback)(ct)[0] if spec.multi else pullback(ct)[0]
     return m, select(spec, out, index), select(spec, ref_out, index)
 
 

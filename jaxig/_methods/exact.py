@@ -126,7 +126,7 @@ def exact_integrated_gradients(
     direction = jax.tree.map(jnp.subtract, x, baseline)
     dtype = jnp.result_type(*jax.tree.leaves(x))
     snap = 64 * float(jnp.finfo(dtype).eps)  # gaps below this are rounding, not pieces
-    k_axis = spec.kind == "all"
+    k_axis = spec.multi
 
     acc = None
     bounds: list[list[float]] = [[0.0, 1.0] for _ in range(batch)]
@@ -202,7 +202,8 @@ def _round(static: _Static, rows: RowModel, baseline, direction, index, idx, lo,
     spec = static.target
     base = jax.tree.map(lambda v: v[idx], baseline)
     d = jax.tree.map(lambda v: v[idx], direction)
-    row_index = None if index is None else index[idx][:, None]
+    shared = spec.kind == "outputs"  # one (K,) index for every example; others are per example
+    row_index = None if index is None else index if shared else index[idx][:, None]
     row_args = rows.take(idx)
     # Off-centre, so that round thresholds (a kink at exactly 1/2) are not hit by the first point.
     alpha = lo + _SPLIT * (hi - lo)
@@ -214,11 +215,11 @@ def _round(static: _Static, rows: RowModel, baseline, direction, index, idx, lo,
         left, right = linear_piece(jax.make_jaxpr(model)(row), b, dd, a, lo_, hi_)
         point = jax.tree.map(lambda bb, v: (bb + a.astype(bb.dtype) * v)[None], b, dd)
         grads = value_and_gradient(model, spec, i, point)[1]
-        squeeze = (lambda g: g[:, 0]) if spec.kind == "all" else (lambda g: g[0])
+        squeeze = (lambda g: g[:, 0]) if spec.multi else (lambda g: g[0])
         return left, right, jax.tree.map(squeeze, grads)
 
-    in_axes = (0, 0, 0, 0, 0, rows.axes(), None if index is None else 0)
+    in_axes = (0, 0, 0, 0, 0, rows.axes(), None if index is None or shared else 0)
     left, right, grads = jax.vmap(one, in_axes=in_axes)(base, d, alpha, lo, hi, row_args, row_index)
-    if spec.kind == "all":  # (m, K, ...) -> (K, m, ...), the layout the accumulator expects
+    if spec.multi:  # (m, K, ...) -> (K, m, ...), the layout the accumulator expects
         grads = jax.tree.map(lambda g: jnp.moveaxis(g, 1, 0), grads)
     return left, right, grads

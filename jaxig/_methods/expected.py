@@ -233,7 +233,7 @@ def _eg_impl(static: _EGStatic, problem: Problem, refs: Any, draws: Any, key: An
     if static.with_info:
         if static.multiply_by_inputs:
             gap = sums["gap"] / n
-            delta = completeness_gap(attributions, gap, jnp.zeros_like(gap), spec.kind == "all")
+            delta = completeness_gap(attributions, gap, jnp.zeros_like(gap), spec.multi)
         if n > 1:
             # standard error of the mean from the sample variance (Bessel-corrected)
             error = jax.tree.map(lambda m, s: jnp.sqrt(jnp.maximum(s / n - m * m, 0) * n / (n - 1) / n).astype(m.dtype),

@@ -202,15 +202,15 @@ def _walk(static: _Static, model: Any, spec: TargetSpec, index: Any, x: jax.Arra
 def _guided_impl(static: _Static, problem: Problem):
     model, spec, index, x = problem.model, problem.target, problem.index, problem.x
     baseline = problem.full_baseline()
-    if spec.kind == "all":
-        k = n_outputs(problem.out_struct)
+    if spec.multi:  # one walk per output ("all", or the outputs of jaxig.outputs)
+        ids = index if spec.kind == "outputs" else jnp.arange(n_outputs(problem.out_struct))
         batch = problem.batch
         walk_k = lambda i: _walk(static, model, TargetSpec("index"), jnp.full((batch,), i, jnp.int32), x, baseline)
-        attributions, f_start = jax.vmap(walk_k)(jnp.arange(k))
+        attributions, f_start = jax.vmap(walk_k)(ids)
     else:
         attributions, f_start = _walk(static, model, spec, index, x, baseline)
     # one forward pass more than the walk's: cheap enough to keep one compiled program with and without info
-    delta = completeness_gap(attributions, select(spec, model(x), index), f_start, spec.kind == "all")
+    delta = completeness_gap(attributions, select(spec, model(x), index), f_start, spec.multi)
     return attributions, delta
 
 

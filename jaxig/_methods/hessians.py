@@ -240,7 +240,7 @@ def _hessians_impl(static: _Static, problem: Problem, rule: AbstractRule, inner_
     delta = None
     if static.with_delta:
         f_x, f_start = select(spec, model(x), index), select(spec, model(start), index)
-        delta = completeness_gap(interactions, f_x, f_start, spec.kind == "all")
+        delta = completeness_gap(interactions, f_x, f_start, spec.multi)
     return interactions, delta
 
 

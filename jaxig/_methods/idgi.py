@@ -172,7 +172,7 @@ def _idgi_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abst
     model, spec, index, x = problem.model, problem.target, problem.index, problem.x
     baseline = problem.full_baseline()
     dtype = problem.dtype
-    lead = 2 if spec.kind == "all" else 1
+    lead = 2 if spec.multi else 1
     start, end = path(jnp.zeros((), dtype), x, baseline), path(jnp.ones((), dtype), x, baseline)
     f_start, f_end = select(spec, model(start), index), select(spec, model(end), index)
     batch_size = static.alpha_batch_size
@@ -203,7 +203,7 @@ def _idgi_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abst
 
         total = _node_sum(chunk, (alphas, upper - lower), batch_size)
     total = jax.tree.map(lambda t, xi: t.astype(xi.dtype), total, x)
-    delta = completeness_gap(total, f_end, f_start, spec.kind == "all") if static.with_delta else None
+    delta = completeness_gap(total, f_end, f_start, spec.multi) if static.with_delta else None
     return total, delta, path_errors(path, x, baseline, start, end)
 
 

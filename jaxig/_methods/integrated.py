@@ -82,10 +82,13 @@ def integrated_gradients(
         ``x.shape``, ``(1,) + x.shape[1:]`` or ``x.shape[1:]``.
       args: extra arguments of ``f``, called as ``f(x, *args)`` (masks, lengths; Captum's
         ``additional_forward_args``). Their arrays are traced inputs: new values compile nothing.
-      target: which output to explain. ``None`` when ``f`` returns ``(B,)`` or ``(B, 1)``; an int; an
-        int array ``(B,)`` (one output per example); a callable ``outputs -> (B,)`` (e.g. the sum of
-        a group of labels); or ``"all"`` to explain every one of the ``K`` outputs in one call, which
-        adds a leading ``K`` axis to the result (and to ``delta``).
+      target: which output to explain. ``None`` when ``f`` returns ``(B,)`` or ``(B, 1)``; an int (or
+        a one-element array) for every example; an int array ``(B,)`` (one output per example); a
+        tuple ``(i, j)`` or an int array ``(B, 2)`` for outputs ``(B, K1, K2)``; a callable
+        ``outputs -> (B,)`` (it sees the raw outputs); :func:`jaxig.weighted` ``(w)`` for
+        ``sum_k w[b, k] f(x)[b, k]`` (multi-hot labels); or, adding a leading ``K`` axis to the
+        result (and to ``delta``), ``"all"`` for every output or :func:`jaxig.outputs` ``(0, 2)``
+        (also by label name) for the listed ones. See ``jaxig._targets``.
       n_steps: number of gradient evaluations (nodes of the rule).
       rule: the quadrature rule, an :class:`AbstractRule` (default Gauss–Legendre).
       path: the path from the baseline to ``x``, an :class:`AbstractPath` (default straight line).
@@ -215,7 +218,7 @@ def _ig_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abstra
     if split is not None:
         _, pullback = jax.vjp(affine, x)
         to_inputs = lambda t: pullback(t)[0]
-        total = jax.vmap(to_inputs)(total) if spec.kind == "all" else to_inputs(total)
+        total = jax.vmap(to_inputs)(total) if spec.multi else to_inputs(total)
     if static.multiply_by_inputs and path.is_straight:
         total = jax.tree.map(lambda g, xi, bi: g * (xi - bi), total, x, baseline)
     total = jax.tree.map(lambda t, xi: t.astype(xi.dtype), total, x)
@@ -224,7 +227,7 @@ def _ig_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abstra
     delta = scale = None
     if static.with_delta:
         f_end, f_start = select(spec, model(end), index), select(spec, model(start), index)
-        delta = completeness_gap(total, f_end, f_start, spec.kind == "all")
+        delta = completeness_gap(total, f_end, f_start, spec.multi)
         scale = jnp.maximum(jnp.abs(f_end - f_start), 1e-3 * (jnp.abs(f_end) + jnp.abs(f_start)))
     return total, delta, scale, path_errors(path, x, baseline, start, end)
 

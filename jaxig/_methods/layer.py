@@ -37,7 +37,7 @@ from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
 from .._quadrature.random import AbstractRandomRule
-from .._targets import TargetSpec, check_index_range, check_target_fits, resolve_target, select
+from .._targets import TargetSpec, resolve_target_for, select
 from .integrated import integrated_gradients
 
 __all__ = ["layer_activation", "layer_integrated_gradients", "layer_conductance", "neuron_conductance"]
@@ -135,7 +135,6 @@ def _prepare_split(body, head, x, baseline, target, args, *, float_x: bool) -> _
         x, batch = _validate.as_float_inputs(x)
     else:
         x, batch = _batched_inputs(x)
-    spec, index = resolve_target(target, batch)
     baseline = 0.0 if baseline is None else baseline
     check_baseline(baseline, x)
     body_model = lift(body, x, args)
@@ -143,9 +142,7 @@ def _prepare_split(body, head, x, baseline, target, args, *, float_x: bool) -> _
     _check_activation(h_struct, batch)
     head_model = lift(head, h_struct, args)
     out = head_model.program.out_struct
-    _validate.check_output(out, batch, what="head(body(x))")
-    check_target_fits(spec, out)
-    check_index_range(index, out, what="head")
+    spec, index = resolve_target_for(target, out, batch, what="head(body(x))")
     return _Split(body=body_model, head=head_model, x=x, baseline=baseline, index=index, target=spec)
 
 
@@ -358,7 +355,7 @@ def _conductance_impl(static: _ConductanceStatic, split: _Split, rule: AbstractR
     x, spec, index = split.x, split.target, split.index
     baseline = split.full_baseline()
     direction = jax.tree.map(jnp.subtract, x, baseline)
-    all_k = spec.kind == "all"
+    all_k = spec.multi
     batch_size = _batch_size(static.alpha_batch_size, split, static.n_steps)
 
     if static.stieltjes:
@@ -507,7 +504,7 @@ def _neuron_impl(static: _NeuronStatic, split: _Split, selector: _Selector, rule
         h, pullback = jax.vjp(split.body, _line(alpha, x, baseline))
         g = gradient(split.head, spec, index, h)
         ct = jax.tree.map(jnp.multiply, g, selector.weights(h))
-        return jax.vmap(pullback)(ct)[0] if spec.kind == "all" else pullback(ct)[0]
+        return jax.vmap(pullback)(ct)[0] if spec.multi else pullback(ct)[0]
 
     batch_size = _batch_size(static.alpha_batch_size, split, static.n_steps)
     total = rule.integrate(jax.vmap(one_alpha), static.n_steps, dtype=split.dtype,

@@ -29,7 +29,7 @@ from .._quadrature.accumulate import check_batch_size
 from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
-from .._targets import TargetSpec, select
+from .._targets import TargetSpec, n_outputs, select
 
 __all__ = ["split_integrated_gradients"]
 
@@ -231,17 +231,17 @@ def _split_one(static: _Static, problem: Problem, spec: TargetSpec, index: Any, 
 
 def _split_impl(static: _Static, problem: Problem, rule, path, key, ratio):
     spec = problem.target
-    if spec.kind != "all":
+    if not spec.multi:
         return _split_one(static, problem, spec, problem.index, rule, path, key, ratio)
     # Every output has its own split point, hence its own points on the path: one output at a time.
-    k = problem.out_struct.shape[1] if len(problem.out_struct.shape) == 2 else 1
+    ids = problem.index if spec.kind == "outputs" else jnp.arange(n_outputs(problem.out_struct))
     index_spec = TargetSpec("index")
 
     def for_output(j):
         index = jnp.full((problem.batch,), j, jnp.int32)
         return _split_one(static, problem, index_spec, index, rule, path, key, ratio)[:2]
 
-    total, delta = jax.vmap(for_output)(jnp.arange(k))
+    total, delta = jax.vmap(for_output)(ids)
     baseline = problem.full_baseline()
     dtype = problem.dtype
     start, end = path(jnp.zeros((), dtype), problem.x, baseline), path(jnp.ones((), dtype), problem.x, baseline)

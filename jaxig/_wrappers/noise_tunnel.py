@@ -18,6 +18,7 @@ import numpy as np
 
 from .._info import Info
 from .._problem import Problem, prepare
+from .._targets import as_argument
 from .._validate import as_float_inputs, is_concrete, pair_with_x
 
 __all__ = ["noise_tunnel", "NoiseTunnel", "REDUCES"]
@@ -243,8 +244,7 @@ _draw_jit = jax.jit(_draw_impl, static_argnums=0)
 
 def _inner_target(problem: Problem) -> Any:
     """Returns the ``target`` argument that reproduces ``problem``'s target for the inner method."""
-    kind = problem.target.kind
-    return {"none": None, "index": problem.index, "callable": problem.target.fn, "all": "all"}[kind]
+    return as_argument(problem.target, problem.index, problem.out_struct)
 
 
 def _tunnel_impl(tunnel: NoiseTunnel, with_info: bool, problem: Problem, noise: Any, key: Any):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._targets import check_target_fits, resolve_target
+from .._targets import Outputs, check_target_fits, resolve_target
 from .._targets import select as select_outputs
 
 _MAX_LINES = 10
@@ -205,7 +205,8 @@ def flatten_attr(attr: Any, spec: FlatSpec, target: Any, n: int, name: str = "me
 
 
 def is_all(target: Any) -> bool:
-    return isinstance(target, str) and target == "all"
+    """Whether the target explains several outputs at once (a leading K axis): "all" or jaxig.outputs."""
+    return (isinstance(target, str) and target == "all") or isinstance(target, Outputs)
 
 
 def tile_target(target: Any, reps: int) -> Any:
