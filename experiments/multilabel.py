@@ -17,9 +17,10 @@ known drivers makes the answer checkable:
    pair are the two largest |attributions| (top-2 hit), and whether the driving feature's attribution has
    the sign of w * x (sign agreement).
 4. The multi-hot target: one explanation of the sum of the logits of an example's positive labels, with
-   ``target=callable`` (a function of the outputs (B, K) returning (B,): ``(logits * positives).sum(1)``).
-   IG is linear in the explained output, so this equals the sum of the per-label IGs (checked), and its
-   completeness gap is against sum_k in positives (logit_k(x) - logit_k(0)).
+   ``target=jaxig.weighted(Y)`` (Y the (B, K) multi-hot labels; before ``weighted`` existed the same was
+   spelled ``target=lambda logits: (logits * Y).sum(1)``, a callable returning (B,)). IG is linear in
+   the explained output, so this equals the sum of the per-label IGs (checked), and its completeness gap
+   is against sum_k in positives (logit_k(x) - logit_k(0)).
 
 Writes labels.csv (per label: its features, number of positive test examples, recovery for IG and
 feature ablation), metrics.csv (metric, value), example.csv (one test example: attribution per positive
@@ -178,10 +179,7 @@ def main(argv=None):
     rec = {"IG": recovery(ig_all, Yn, signs, Xn), "ablation": recovery(ab_all, Yn, signs, Xn)}
 
     # ---- the multi-hot target: the sum of the logits of each example's positive labels
-    positives = jnp.asarray(Yte)
-
-    def multi_hot(logits):  # (B, K) -> (B,)
-        return jnp.sum(logits * positives, axis=1)
+    multi_hot = jaxig.weighted(Yn)  # sum_k Y[b, k] logits[b, k]: DeepExplain's ys
 
     t1 = time.perf_counter()
     ig_mh, mh_info = jaxig.integrated_gradients(f, Xte, target=multi_hot, n_steps=n_steps, return_info=True,
@@ -272,7 +270,7 @@ def main(argv=None):
         print(f"  {name:<12}{metrics[f'{name}_pair_share']:>11.3f}{metrics[f'{name}_top2_hit_rate']:>11.3f}"
               f"{metrics[f'{name}_top2_hit_rate_clear']:>10.3f}"
               f"{metrics[f'{name}_sign_agreement']:>9.3f}{mh_share[name]:>17.3f}{secs:>9.2f}")
-    print(f"  multi-hot target (callable: sum of positive labels' logits): IG completeness gap {mh_gap:.1e}; "
+    print(f"  multi-hot target (jaxig.weighted(Y): sum of positive labels' logits): IG completeness gap {mh_gap:.1e}; "
           f"differs from the sum of per-label attributions by {lin_ig:.1e} (IG), {lin_ab:.1e} (ablation)")
     print(f"  IG completeness gap over all labels (max, relative): {ig_gap:.1e}")
     print(f"wrote multilabel.png, labels.csv, metrics.csv, example.csv to {out} in {runtime:.1f} s")

@@ -82,7 +82,7 @@ def test_multilabel_explains_each_label_and_the_multi_hot_sum(tmp_path):
         assert m[f"{method}_sign_agreement"] >= 0.95, method
         assert m[f"{method}_multihot_driver_share"] > 0.5, method
     assert m["IG_pair_share"] > m["ablation_pair_share"] - 0.05
-    # a target callable summing the positive logits = the sum of per-label attributions (linearity)
+    # jaxig.weighted(Y), the sum of the positive labels' logits = the sum of per-label attributions (linearity)
     assert m["multihot_vs_sum_of_labels_ig"] < 1e-4
     assert m["multihot_vs_sum_of_labels_ablation"] < 1e-4
     assert m["multihot_completeness_max_rel_gap"] < 0.05
