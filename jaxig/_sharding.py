@@ -18,7 +18,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["struct_like", "varying_axes", "vary_like", "batch_sharding", "replicated", "put_global",
            "with_leading_axes", "to_host", "alpha_mesh",
-           "place"]
+           "place", "match_varying"]
 
 
 def struct_like(leaf: Any) -> jax.ShapeDtypeStruct:
@@ -71,6 +71,24 @@ def vary_like(value: Any, like: Any) -> Any:
         return jax.sharding.reshard(v, NamedSharding(like_aval.sharding.mesh, want))
 
     return jax.tree.map(cast, value)
+
+
+def match_varying(vals: list) -> list:
+    """Returns the operands of one primitive cast to vary over the same manual mesh axes.
+
+    JAX's own functions (``jnp.multiply``...) insert these casts before binding; jaxig's jaxpr
+    interpreters bind primitives themselves, so inside ``shard_map`` a weight (the same on every
+    device) meeting an input (different on each) must be cast here. Outside ``shard_map`` nothing
+    varies and ``vals`` comes back unchanged. Only for primitives without a nested jaxpr, whose
+    input types are fixed by that jaxpr.
+    """
+    arrays = [v for v in vals if hasattr(v, "dtype")]
+    if not arrays or not any(isinstance(v, Tracer) for v in arrays):
+        return vals
+    axes = varying_axes(arrays)
+    if not axes:
+        return vals
+    return [vary_like(v, arrays) if hasattr(v, "dtype") else v for v in vals]
 
 
 def batch_sharding(x: Any) -> NamedSharding | None:

@@ -146,6 +146,13 @@ def extras(report, x_auto, x_explicit) -> None:
 
     jax.shard_map(look, mesh=AUTO, in_specs=P("batch"), out_specs=P("batch"))(x_auto)
     report["affine_split_found_in_shard_map"] = found == [True]
+
+    def plain(xb):  # split at plain shapes, run on the shard: the split casts the weights itself
+        affine, rest = split_affine_prefix(f, jax.ShapeDtypeStruct(xb.shape, xb.dtype))
+        return rest(affine(xb))
+
+    record(report, "affine_split/shard_map/plain_structs",
+           lambda: jax.shard_map(plain, mesh=AUTO, in_specs=P("batch"), out_specs=P("batch"))(x_auto), f(X))
     # under the caller's jit, on a sharded batch
     record(report, "integrated_gradients/auto/jit",
            lambda: jax.jit(lambda z: ig(f, z, target=1, n_steps=8))(x_auto), ref)

@@ -80,6 +80,8 @@ def test_the_affine_split_runs_inside_shard_map(report):
     assert report["integrated_gradients/shard_map"]["warnings"] == []
     for label in ("split_affine=False", "check_vma=False"):
         _check(report[f"integrated_gradients/shard_map/{label}"])
+    # split at plain shapes (no varying type), g(A(x)) on a shard still equals f(x)
+    _check(report["affine_split/shard_map/plain_structs"])
 
 
 def test_under_the_callers_jit(report):
