@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
+from ._sharding import vary_like
 from ._targets import TargetSpec, cotangents, select
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def value_and_gradient(fn: Callable[[Any], jax.Array], spec: TargetSpec, index: 
     ``spec.multi``: ``"all"``, :func:`jaxig.outputs`) and their gradient, a pytree like ``point``
     (with a leading ``K`` axis when ``spec.multi``)."""
     out, pullback = jax.vjp(fn, point)
-    ct = cotangents(spec, out, index)
+    ct = vary_like(cotangents(spec, out, index), out)  # inside shard_map (see _sharding)
     grads = jax.vmap(pullback)(ct)[0] if spec.multi else pullback(ct)[0]
     return select(spec, out, index), grads
 

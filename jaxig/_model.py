@@ -43,6 +43,7 @@ from jax.core import Tracer
 from jax.extend import core as jex_core
 
 from ._pytree import Module, static_field
+from ._sharding import struct_like
 
 __all__ = ["Model", "Program", "lift"]
 
@@ -314,7 +315,7 @@ def _struct(leaf: Any) -> Any:
     if isinstance(leaf, jax.ShapeDtypeStruct):
         return leaf
     leaf = leaf if hasattr(leaf, "dtype") and hasattr(leaf, "shape") else np.asarray(leaf)
-    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+    return struct_like(leaf)
 
 
 # -- fingerprints: equal fingerprints mean the same computation up to the values of the inputs ----------

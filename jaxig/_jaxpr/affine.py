@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
+from .._sharding import match_varying
 from .prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
 
 __all__ = ["split_affine_prefix"]
@@ -55,11 +56,13 @@ def _is_float(aval) -> bool:
 class _Node:
     """One equation of the flattened program: ids in, ids out, and how to bind it."""
 
-    __slots__ = ("primitive", "params", "ins", "outs", "kind")
+    __slots__ = ("primitive", "params", "ins", "outs", "kind", "nested")
 
     def __init__(self, primitive, params, ins, outs, kind):
         self.primitive, self.params, self.ins, self.outs, self.kind = (
             primitive, params, ins, outs, kind)
+        # a call (pjit...) whose body fixes its input types: its operands are passed as they are
+        self.nested = bool(list(jex_core.jaxprs_in_params(params)))
 
 
 class _Flat:
@@ -141,6 +144,8 @@ class _Flat:
 
 
 def _bind(node: _Node, vals):
+    if not node.nested:  # inside shard_map, a weight meeting a per-device value is cast to vary too
+        vals = match_varying(vals)
     out = node.primitive.bind(*vals, **node.params)
     return list(out) if node.primitive.multiple_results else [out]
 

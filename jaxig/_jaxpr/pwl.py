@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.extend import core as jex_core
 
+from .._sharding import match_varying
 from .prim_tables import AFFINE_ANY, AFFINE_IF_CONST, BILINEAR
 
 __all__ = ["eval_with_switches", "linear_piece"]
@@ -160,6 +161,8 @@ def _eval(jaxpr, consts, args, arg_kinds, switches):
             outs = _eval(body, sub_consts, vals, kinds, switches)
         else:
             kind = _classify(name, eqn.params, kinds, eqn)
+            if not list(jex_core.jaxprs_in_params(eqn.params)):  # inside shard_map: weights meet inputs
+                vals = match_varying(vals)
             outs = eqn.primitive.bind(*vals, **eqn.primitive.get_bind_params(eqn.params))
             outs = list(outs) if eqn.primitive.multiple_results else [outs]
             if kind != _CONST and _AFF in kinds and (name in _SWITCH_AFF or name in _SWITCH_PWC):

@@ -14,6 +14,7 @@ from .._baselines import check_baseline
 from .._info import Info, completeness_gap
 from .._jaxpr.deeplift import rescale_linearize
 from .._problem import Problem, prepare
+from .._sharding import vary_like
 from .._targets import cotangents, select
 
 __all__ = ["deeplift", "deeplift_shap"]
@@ -50,7 +51,7 @@ def _multipliers(static: _Static, problem: Problem, reference: Any):
 
     zeros = jax.tree.map(jnp.zeros_like, x)
     _, pullback, (out, ref_out) = jax.vjp(difference, zeros, has_aux=True)
-    ct = cotangents(spec, out, index)
+    ct = vary_like(cotangents(spec, out, index), out)
     m = jax.vmap(pullback)(ct)[0] if spec.multi else pullback(ct)[0]
     return m, select(spec, out, index), select(spec, ref_out, index)
 

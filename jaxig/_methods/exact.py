@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _validate
 from .._baselines import resolve_baseline
@@ -17,6 +18,7 @@ from .._gradients import value_and_gradient
 from .._info import Info, completeness_gap
 from .._jaxpr.pwl import linear_piece, not_piecewise_linear_reason
 from .._problem import RowModel, lift_rows, prepare
+from .._sharding import batch_sharding, place, put_global, replicated, to_host, with_leading_axes
 from .._targets import TargetSpec, select
 
 __all__ = ["exact_integrated_gradients", "ExactInfo"]
@@ -28,6 +30,10 @@ ExactInfo = Info
 @dataclasses.dataclass(frozen=True)
 class _Static:
     target: TargetSpec
+    # With x sharded over several devices: their mesh, and the mesh axes the batch is split over,
+    # which each round's rows are split over in turn.
+    mesh: Any = None
+    row_axes: tuple = ()
 
 
 def exact_integrated_gradients(
@@ -122,8 +128,18 @@ def exact_integrated_gradients(
                 "integrates piecewise-linear outputs only. Explain the logits (an int target, or a linear "
                 "combination of outputs), or use adaptive_integrated_gradients for this target"
             )
-    static = _Static(spec)
     direction = jax.tree.map(jnp.subtract, x, baseline)
+    # A sharded batch: the pending (example, interval) rows of each round are spread over the devices
+    # that hold x, each reading the examples it needs from a full copy (x is small next to the work).
+    where = batch_sharding(x)
+    n_row_devices, row_sharding, static = 1, None, _Static(spec)
+    if where is not None:
+        baseline, direction, index, rows = jax.device_put((baseline, direction, index, rows), replicated(where))
+        axes = where.spec[0] if len(where.spec) else None
+        axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        n_row_devices = int(np.prod([where.mesh.shape[a] for a in axes], dtype=np.int64))
+        row_sharding = NamedSharding(where.mesh, PartitionSpec(axes or None))
+        static = _Static(spec, where.mesh, axes)
     dtype = jnp.result_type(*jax.tree.leaves(x))
     snap = 64 * float(jnp.finfo(dtype).eps)  # gaps below this are rounding, not pieces
     k_axis = spec.multi
@@ -142,9 +158,11 @@ def exact_integrated_gradients(
             idx, lo, hi = pend_idx[chunk], pend_lo[chunk], pend_hi[chunk]
             m = idx.size
             size = min(8 ** max(1, -(-(m - 1).bit_length() // 3)), chunk_size)  # few shapes to compile
+            size = -(-size // n_row_devices) * n_row_devices
             pad = lambda a, extra=size - m: np.concatenate([a, np.repeat(a[-1:], extra)])  # noqa: E731
-            left, right, grads = _round(static, rows, baseline, direction, index, jnp.asarray(pad(idx)),
-                                        jnp.asarray(pad(lo), dtype), jnp.asarray(pad(hi), dtype))
+            put = (lambda a: put_global(a, row_sharding)) if row_sharding is not None else jnp.asarray
+            left, right, grads = _round(static, rows, baseline, direction, index, put(pad(idx)),
+                                        put(pad(lo).astype(dtype)), put(pad(hi).astype(dtype)))
             left = np.asarray(left, np.float64)[:m]
             right = np.asarray(right, np.float64)[:m]
             left = np.where(left - lo <= snap, lo, np.clip(left, lo, hi))
@@ -177,16 +195,24 @@ def exact_integrated_gradients(
 
     total = jax.tree.map(lambda a, d: a * np.asarray(d, np.float64) if multiply_by_inputs else a,
                          acc, direction)
-    attributions = jax.tree.map(lambda t, xi: jnp.asarray(t, xi.dtype), total, x)
+    attributions = jax.tree.map(lambda t, xi: _like(np.asarray(t, xi.dtype), xi, k_axis), total, x)
     if not return_info:
         return attributions
     delta = None
     if multiply_by_inputs:
-        f_x, f_b = (np.asarray(select(spec, problem.model(p), index), np.float64) for p in (x, baseline))
+        f_x, f_b = (to_host(select(spec, problem.model(p), index)).astype(np.float64) for p in (x, baseline))
         delta = np.asarray(completeness_gap(jax.tree.map(np.asarray, total), f_x, f_b, k_axis))
     info = Info(n_segments=n_segments, n_evals=n_evals, n_rounds=n_rounds,
                 breakpoints=tuple(np.unique(b) for b in bounds), delta=delta)
     return attributions, info
+
+
+def _like(value: np.ndarray, xi: Any, k_axis: bool) -> jax.Array:
+    """Returns ``value`` on the devices and with the sharding of the input leaf ``xi`` (``K`` in front)."""
+    where = batch_sharding(xi)
+    if where is None:
+        return jnp.asarray(value)
+    return put_global(value, with_leading_axes(where, int(k_axis), value.ndim))
 
 
 _SPLIT = 0.5 - 1 / (8 * np.pi)
@@ -198,8 +224,23 @@ def _round(static: _Static, rows: RowModel, baseline, direction, index, idx, lo,
 
     The gradient is taken at ``m = lo + 0.46 (hi - lo)``; ``[left, right]`` is the linear piece
     that contains ``m``, clipped to ``[lo, hi]`` (``left = right = m`` when m sits on a kink).
+    On a mesh, each device takes its block of rows (the examples they read are copied to every
+    device) and the results are gathered onto every device for the host loop.
     """
-    spec = static.target
+    body = functools.partial(_round_rows, static.target)
+    if static.mesh is None:
+        return body(rows, baseline, direction, index, idx, lo, hi)
+    rows_spec, full = PartitionSpec(static.row_axes or None), PartitionSpec()
+    grads_spec = PartitionSpec(None, static.row_axes or None) if static.target.multi else rows_spec
+    # check_vma=False: the lifted model is bound equation by equation, so JAX could not insert the
+    # casts of its replicated weights that a varying-type check would ask for.
+    out = jax.shard_map(body, mesh=static.mesh, in_specs=(full, full, full, full, rows_spec, rows_spec, rows_spec),
+                        out_specs=(rows_spec, rows_spec, grads_spec), check_vma=False)(
+        rows, baseline, direction, index, idx, lo, hi)
+    return place(out, NamedSharding(static.mesh, full))
+
+
+def _round_rows(spec: TargetSpec, rows: RowModel, baseline, direction, index, idx, lo, hi):
     base = jax.tree.map(lambda v: v[idx], baseline)
     d = jax.tree.map(lambda v: v[idx], direction)
     shared = spec.kind == "outputs"  # one (K,) index for every example; others are per example

@@ -23,6 +23,7 @@ from .._quadrature.accumulate import check_batch_size
 from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.base import AbstractRule
 from .._quadrature.gauss import GaussLegendre
+from .._sharding import alpha_mesh, struct_like, to_host
 from .._targets import select
 
 
@@ -38,6 +39,8 @@ class _Static:
     # must be part of the key or one rule's compiled program would serve another.
     rule_type: type
     path_type: type
+    split_affine: bool = True
+    alpha_mesh: Any = None  # a jax.sharding.Mesh (hashable) or None
 
 
 def integrated_gradients(
@@ -52,6 +55,8 @@ def integrated_gradients(
     path: AbstractPath = StraightLine(),
     multiply_by_inputs: bool = True,
     alpha_batch_size: int | None = None,
+    split_affine: bool = True,
+    alpha_sharding: Any = None,
     key: Any = None,
     return_delta: bool = False,
     return_info: bool = False,
@@ -100,6 +105,15 @@ def integrated_gradients(
         ``None`` chooses: chunks whose intermediates stay near 16 MiB (faster on CPU for MLPs and
         LSTMs), or all alphas in one ``vmap`` for convolutional models (see ``benchmarks/README.md``).
         Pass ``alpha_batch_size=n_steps`` to force one ``vmap`` over all alphas.
+      split_affine: move an affine first part of ``f`` out of the alpha loop (see below; straight
+        path and fixed rules only). ``False`` evaluates ``f`` whole at every alpha: the same integral,
+        for comparing timings or if the rewritten program misbehaves.
+      alpha_sharding: spread the ``n_steps`` alphas over devices, for few examples and many steps
+        (one image, 1,024 alphas): ``True`` for every device, or a ``jax.sharding.Mesh`` (alphas are
+        split over all its axes). Each device sums its block of alphas (in chunks of
+        ``alpha_batch_size``) and the partial sums are added across devices; the result equals the
+        unsharded one up to rounding order and is replicated on the mesh. ``None`` (default): the
+        alphas stay together, and a batch sharded over examples keeps its sharding.
       key: a PRNG key, needed by random rules (``MonteCarlo``, ``QuasiMonteCarlo``); fixed rules
         ignore it.
       return_delta: also return ``delta`` of shape ``(B,)``: the sum of each example's attributions
@@ -138,6 +152,10 @@ def integrated_gradients(
     layers, normalisation by constants, reshapes...; read from ``f``'s jaxpr) is evaluated at ``x``
     and the baseline only, and its transpose is applied once to the summed gradients of ``g``: the
     same integral, exact up to rounding, without the first layer's cost at every alpha.
+
+    A batch sharded over devices (``jax.device_put(x, NamedSharding(mesh, P("batch")))`` on an
+    ``Auto`` or ``Explicit`` mesh, or ``x`` inside ``jax.shard_map``, on one host or many) is computed
+    where it lies and the attributions keep its sharding; ``alpha_sharding`` spreads the alphas instead.
     """
     _checks.check_rule_and_path(rule, path)
     rule.check_steps(n_steps)
@@ -152,12 +170,13 @@ def integrated_gradients(
         raise ValueError(f"completeness_rtol must be a non-negative number or None, got {completeness_rtol!r}")
     with_delta = bool(return_delta or return_info or completeness_rtol is not None) and bool(multiply_by_inputs)
     problem = prepare(f, x, baseline, target=target, args=args)
-    static = _Static(int(n_steps), bool(multiply_by_inputs), alpha_batch_size, with_delta, type(rule), type(path))
+    static = _Static(int(n_steps), bool(multiply_by_inputs), alpha_batch_size, with_delta, type(rule), type(path),
+                     split_affine=bool(split_affine), alpha_mesh=alpha_mesh(alpha_sharding))
     attributions, delta, scale, path_error = _ig_jit(static, problem, rule, path, key)
     if _checks.is_concrete(path_error):
         check_path(path, path_error)
     if completeness_rtol is not None and delta is not None and _checks.is_concrete(delta):
-        warn_incomplete(delta, scale, float(completeness_rtol), f, problem,
+        warn_incomplete(to_host(delta), to_host(scale), float(completeness_rtol), f, problem,
                         what=f"{n_steps}-step {type(rule).__name__}")
     if check_finite:
         _checks.check_finite(attributions)
@@ -168,7 +187,7 @@ def integrated_gradients(
 
 def _affine_split(f, x):
     """Returns ``(A, g)`` with ``f = g o A`` and ``A`` affine (``_jaxpr.affine.split_affine_prefix``), or None."""
-    structs = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), x)
+    structs = jax.tree.map(struct_like, x)
     try:
         return split_affine_prefix(f, structs)
     except Exception as err:  # the split only saves time: a program it cannot read runs unsplit
@@ -188,7 +207,7 @@ def _ig_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abstra
 
     # Along a straight line gamma' = x - x' is constant, so it multiplies once, after the sum.
     per_alpha_tangent = static.multiply_by_inputs and not path.is_straight
-    split = _affine_split(model, x) if path.is_straight and rule.linear else None
+    split = _affine_split(model, x) if static.split_affine and path.is_straight and rule.linear else None
     if split is not None:
         # f = g o A with A affine: A(gamma(a)) = A(x') + a (A(x) - A(x')), so A runs twice, g's
         # gradient is integrated on the hidden line, and A's transpose maps the sum back once.
@@ -211,10 +230,11 @@ def _ig_impl(static: _Static, problem: Problem, rule: AbstractRule, path: Abstra
         sized_fn, sized_arg = model, x
 
     batch_size = static.alpha_batch_size
-    if batch_size is None:
-        batch_size = auto_alpha_batch_size(sized_fn, sized_arg, static.n_steps)
+    if batch_size is None:  # sized for the alphas one device evaluates
+        per_device = -(-static.n_steps // (1 if static.alpha_mesh is None else static.alpha_mesh.size))
+        batch_size = auto_alpha_batch_size(sized_fn, sized_arg, per_device)
     total = rule.integrate(jax.vmap(one_alpha), static.n_steps, dtype=dtype, alpha_batch_size=batch_size,
-                           key=key)
+                           key=key, alpha_mesh=static.alpha_mesh)
     if split is not None:
         _, pullback = jax.vjp(affine, x)
         to_inputs = lambda t: pullback(t)[0]

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 
 def _contract(weights: jax.Array, values: Any) -> Any:
@@ -33,6 +34,7 @@ def weighted_sum(
     *,
     dtype: Any,
     batch_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Any:
     """Returns ``sum_k weights[k] * integrand(alphas)[k]`` leaf by leaf.
 
@@ -41,10 +43,17 @@ def weighted_sum(
     Otherwise alphas are split into chunks of ``batch_size`` and a ``lax.scan`` accumulates the sum,
     so peak memory is that of one chunk whatever the number of alphas. The last chunk is padded by
     repeating the last alpha with weight zero; the sum is the same up to rounding order.
+
+    With a ``mesh``, the alphas are split into one contiguous block per device of the mesh (all its
+    axes), each device sums its block (in chunks of ``batch_size``) and the partial sums are added
+    across devices (``psum``): the work on few examples and many alphas is spread over the devices.
+    The integrand's other inputs (the examples, the weights) must be the same on every device.
     """
     check_batch_size(batch_size)
     alphas = jnp.asarray(alphas, dtype=dtype)
     weights = jnp.asarray(weights, dtype=dtype)
+    if mesh is not None:
+        return _sharded_sum(integrand, alphas, weights, dtype, batch_size, mesh)
     n = alphas.shape[0]
     if batch_size is None or batch_size >= n:
         return _contract(weights, integrand(alphas))
@@ -67,3 +76,25 @@ def weighted_sum(
 
     total, _ = jax.lax.scan(step, init, (alphas, weights))
     return total
+
+
+def _sharded_sum(integrand, alphas, weights, dtype, batch_size, mesh: Mesh) -> Any:
+    axes = tuple(mesh.axis_names)
+    n_devices = int(np.prod([mesh.shape[a] for a in axes], dtype=np.int64))
+    pad = -alphas.shape[0] % n_devices  # padded alphas repeat the last one with weight zero
+    if pad:
+        alphas = jnp.concatenate([alphas, jnp.broadcast_to(alphas[-1], (pad,))])
+        weights = jnp.concatenate([weights, jnp.zeros((pad,), dtype)])
+
+    def local(a, w):
+        part = weighted_sum(integrand, a, w, dtype=dtype, batch_size=batch_size)
+        return jax.tree.map(lambda v: jax.lax.psum(v, axes), part)
+
+    # check_vma=False: the integrand closes over replicated values (the examples, the lifted model
+    # whose equations are bound one by one), which a varying-type check would refuse to mix with
+    # the per-device alphas; the psum makes the result the same on every device, as out_specs says.
+    split = PartitionSpec(axes)
+    if AxisType.Explicit in mesh.axis_types:  # sharding is part of the type: say where they go
+        alphas, weights = jax.sharding.reshard((alphas, weights), NamedSharding(mesh, split))
+    return jax.shard_map(local, mesh=mesh, in_specs=(split, split), out_specs=PartitionSpec(),
+                         check_vma=False)(alphas, weights)

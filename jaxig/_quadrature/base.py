@@ -64,13 +64,15 @@ class AbstractRule(Module, abc.ABC):
         dtype: Any,
         alpha_batch_size: int | None = None,
         key: Any = None,
+        alpha_mesh: Any = None,
     ) -> Any:
         """Returns ``sum_k w_k integrand(alpha_k)``, a pytree like one evaluation of the integrand.
 
         ``integrand`` maps a vector of alphas ``(m,)`` to a pytree whose leaves have a leading ``m``
         axis. With ``alpha_batch_size`` at most that many alphas are evaluated at once and the sum is
         accumulated chunk by chunk, so memory does not grow with ``n``. ``key`` is for random rules
-        (:class:`jaxig.AbstractRandomRule`); a fixed table ignores it.
+        (:class:`jaxig.AbstractRandomRule`); a fixed table ignores it. With ``alpha_mesh`` (a
+        ``jax.sharding.Mesh``) the alphas are split over its devices and the partial sums added.
 
         Raises ``ValueError`` if the table from :meth:`nodes_and_weights` has the wrong shapes or,
         when it is concrete (not traced, unlike a random rule's under ``jit``), holds a non-finite
@@ -78,7 +80,7 @@ class AbstractRule(Module, abc.ABC):
         """
         alphas, weights = self.table(n, key)
         check_table(self, n, alphas, weights)
-        return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size)
+        return weighted_sum(integrand, alphas, weights, dtype=dtype, batch_size=alpha_batch_size, mesh=alpha_mesh)
 
 
 def check_table(rule: AbstractRule, n: int, alphas: Any, weights: Any) -> None:
