@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import METHODS, count_compiles
+from helpers import METHODS, PIECEWISE, count_compiles
 
 import jaxig
 
@@ -79,7 +79,7 @@ def test_return_info_is_an_info_record(entry):
     assert attr.shape == X.shape
 
 
-@pytest.mark.parametrize("entry", METHODS, ids=IDS)
+@pytest.mark.parametrize("entry", METHODS + [PIECEWISE], ids=IDS + [PIECEWISE.name])
 def test_new_weights_are_followed_and_compile_nothing(entry):
     state = {"w": W}
     f = lambda x: _leaky(x @ state["w"])  # noqa: E731

@@ -25,11 +25,15 @@ def test_one_dimensional_breakpoints_known():
     assert info.n_segments.tolist() == [3] and info.n_evals == 3
 
 
+def _normal(seed, shape):
+    """Gaussian draws from NumPy: each jax.random.normal shape would compile a sampler (~1 s here)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
+
+
 def _mlp(seed=0, d=6, h=16, k=3):
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
-    w1 = jax.random.normal(k1, (d, h))
-    b1 = 0.5 * jax.random.normal(k2, (h,))
-    w2 = jax.random.normal(k3, (h, k))
+    w1 = _normal((seed, 1), (d, h))
+    b1 = 0.5 * _normal((seed, 2), (h,))
+    w2 = _normal((seed, 3), (h, k))
     return (w1, b1, w2), lambda x: jax.nn.relu(x @ w1 + b1) @ w2
 
 
@@ -50,8 +54,8 @@ def _reference(params, x, base, t):
 
 def test_relu_mlp_matches_analytic_kinks_batched():
     params, f = _mlp()
-    x = jax.random.normal(jax.random.PRNGKey(1), (4, 6))
-    base = jax.random.normal(jax.random.PRNGKey(2), (4, 6))
+    x = _normal(1, (4, 6))
+    base = _normal(2, (4, 6))
     target = jnp.array([0, 2, 1, 2])
     attr, info = exact_integrated_gradients(f, x, base, target=target, return_info=True)
     for b in range(4):
@@ -65,7 +69,7 @@ def test_relu_mlp_matches_analytic_kinks_batched():
 
 def test_target_all_stacks_single_targets():
     _, f = _mlp(seed=3)
-    x = jax.random.normal(jax.random.PRNGKey(4), (3, 6))
+    x = _normal(4, (3, 6))
     every = exact_integrated_gradients(f, x, 0.3, target="all")
     assert every.shape == (3, 3, 6)
     for t in range(3):
@@ -82,12 +86,18 @@ class _CNN(nn.Module):
 
 def test_small_cnn_against_fine_midpoint_rule():
     model = _CNN()
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
-    base = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 1))
-    params = model.init(jax.random.PRNGKey(2), x)
+    x, base = _normal(0, (2, 8, 8, 1)), _normal(1, (2, 8, 8, 1))
+    # LeCun-normal kernels and zero biases as flax's init draws them, but from NumPy on the shapes
+    # model.init would create: init compiles a truncated-normal sampler per shape (~10 s on 2 cores).
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(2), x)
+    rng = np.random.default_rng(2)
+    params = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))
+                                                if len(s.shape) > 1 else np.zeros(s.shape)), shapes)
     f = lambda z: model.apply(params, z)
-    attr, info = exact_integrated_gradients(f, x, base, return_info=True)
-    assert np.all(info.n_segments > 3)
+    # chunk_size=8: ~145 pieces per example run as many chunks of one compiled shape (this also
+    # covers the multi-chunk rounds); the default would compile the round at sizes 8, 64 and 512.
+    attr, info = exact_integrated_gradients(f, x, base, return_info=True, chunk_size=8)
+    assert np.all(info.n_segments > 100)
     assert np.abs(info.delta).max() < 1e-12
     fine = jaxig.integrated_gradients(f, x, base, n_steps=8000, rule=jaxig.RiemannMidpoint())
     scale = np.abs(attr).max()
