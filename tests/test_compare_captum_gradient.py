@@ -75,7 +75,7 @@ def _rel(ours, theirs):
     return float(np.max(np.abs(np.asarray(ours) - theirs)) / np.max(np.abs(theirs)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _built(name):
     return MODELS[name]()
 
