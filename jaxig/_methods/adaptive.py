@@ -21,7 +21,7 @@ from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
 from .._targets import TargetSpec, n_outputs, select
 from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
-from .adaptive_piecewise import integrate_piecewise, kink_switches, smooth_piece
+from .adaptive_piecewise import integrate_piecewise, kink_switches, masked_set, smooth_piece
 
 __all__ = ["adaptive_integrated_gradients", "AdaptiveInfo"]
 
@@ -33,6 +33,7 @@ class _Static:
     target: TargetSpec
     mode: Any  # Kronrod or Piecewise
     max_evals: int
+    max_intervals: int
 
 
 def adaptive_integrated_gradients(
@@ -45,6 +46,7 @@ def adaptive_integrated_gradients(
     rtol: float = 1e-3,
     atol: float = 0.0,
     max_evals: int = 2048,
+    max_intervals: int = 128,
     method: Any = Auto(),
     return_info: bool = False,
     warn: bool = True,
@@ -100,8 +102,16 @@ def adaptive_integrated_gradients(
     true error exceeded ``rtol`` by up to 2x at ``rtol=1e-4``, and the nested start stopped at 6
     evaluations per example (mean) with error 0.16 at ``rtol=0.1``.
 
-    The loop is a ``lax.while_loop`` over fixed-size buffers, so the function runs under
-    ``jax.jit`` and ``jax.vmap``.
+    Memory does not grow with ``max_evals``: per example at most ``max_intervals`` intervals
+    (``Kronrod``: each with its per-feature integral and error, 2 floats per feature) or points
+    (``Piecewise``: each with its gradient, 1 float per feature) are held. ``Piecewise`` retires a
+    gap once it is resolved (and a point once both its gaps are), so it can use many more
+    evaluations than ``max_intervals``; ``Kronrod`` holds every interval it made. An example that
+    needs more stops unconverged, with a warning to raise ``max_intervals``. Results do not depend
+    on ``max_intervals`` while it suffices. ``target="all"`` integrates each output on its own
+    (its own intervals and tolerance), a group of outputs at a time, so the buffers hold one
+    output's gradients, not ``K`` of them. The loop is a ``lax.while_loop`` over these buffers, so
+    the function runs under ``jax.jit`` and ``jax.vmap``.
 
     Args:
       f: maps a batch to outputs ``(B,)`` or ``(B, K)``; examples must not interact. Any callable
@@ -114,10 +124,15 @@ def adaptive_integrated_gradients(
         their example).
       rtol, atol: stop when every feature's error estimate is below ``atol + rtol * max |attr|``
         (``Piecewise`` also stops when every interval is resolved).
-      max_evals: gradient evaluations allowed per example (sets the buffer sizes).
+      max_evals: gradient evaluations allowed per example (a compute budget; for ``target="all"``
+        per output). Memory does not depend on it.
+      max_intervals: intervals (``Kronrod``) or points (``Piecewise``) held at once per example:
+        the memory, about ``max_intervals * 2`` (``Kronrod``) or ``* 1`` (``Piecewise``) floats per
+        feature and example. Reaching it stops the example unconverged (with a warning).
       method: ``Auto()``, ``Piecewise(n_init=1)`` or ``Kronrod(pair=7, nested=True, n_init=1)``
         (the strings ``"auto"``, ``"piecewise"``, ``"kronrod"`` are shorthands for the defaults).
-      return_info: return ``(attributions, info)``: a :class:`jaxig.Info` with ``n_evals``,
+      return_info: return ``(attributions, info)``: a :class:`jaxig.Info` with ``n_evals`` (for
+        ``target="all"`` single-output evaluations summed over the outputs),
         ``error`` (per feature, shaped like the attributions), ``n_intervals``, ``converged`` (per
         example) and ``delta`` (the completeness gap, two extra forward passes).
       warn: warn (``RuntimeWarning``, outside ``jit``) when an example did not converge within
@@ -130,15 +145,17 @@ def adaptive_integrated_gradients(
     Raises:
       ValueError: bad baseline/target, an unknown ``method``, ``max_evals`` below the first pass
         (3 with the nested start, else ``n_init * pair``; ``n_init + 1`` points for ``Piecewise``),
-        negative tolerances.
+        ``max_intervals`` below what the first pass holds (``n_init`` intervals, ``n_init + 1``
+        points), negative tolerances.
 
     Reference: Piessens et al., QUADPACK (1983), QNG and the globally adaptive strategy of QAG;
     Patterson, Math. Comp. 22 (1968); for piecewise-linear networks, Sotoudeh and Thakur,
     "Computing Linear Restrictions of Neural Networks", NeurIPS 2019.
     """
     mode = as_mode(method)
-    if isinstance(max_evals, bool) or not isinstance(max_evals, (int, np.integer)) or max_evals < 1:
-        raise ValueError(f"max_evals must be a positive int, got {max_evals!r}")
+    for name, value in (("max_evals", max_evals), ("max_intervals", max_intervals)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     _check_tolerance("rtol", rtol)
     _check_tolerance("atol", atol)
     x, out_dtypes = _at_least_float32(x)
@@ -156,19 +173,37 @@ def adaptive_integrated_gradients(
             f"max_evals={max_evals} is below the {first} evaluations of the first pass of "
             f"method={mode!r}; raise max_evals or lower n_init"
         )
-    static = _Static(problem.target, mode, int(max_evals))
-    run = _piecewise if isinstance(mode, Piecewise) else _adaptive
-    attributions, info = run(static, problem, rows, jnp.asarray(rtol, problem.dtype), jnp.asarray(atol, problem.dtype))
+    held, unit = _first_slots(mode)
+    if max_intervals < held:
+        raise ValueError(
+            f"max_intervals={max_intervals} is below the {held} {unit} the first pass of method={mode!r} "
+            "holds; raise max_intervals or lower n_init"
+        )
+    static = _Static(problem.target, mode, int(max_evals), int(max_intervals))
+    attributions, info, full = _integrate(static, problem, rows, jnp.asarray(rtol, problem.dtype),
+                                          jnp.asarray(atol, problem.dtype))
     attributions = _cast_like(attributions, out_dtypes)
     if warn and _validate.is_concrete(info.converged) and not np.all(np.asarray(info.converged)):
         bad = np.flatnonzero(~np.asarray(info.converged))
+        n_full = int(np.sum(np.asarray(full)))
+        cause = (f"within max_evals={max_evals}" if not n_full else
+                 f"within max_evals={max_evals} and max_intervals={max_intervals} ({n_full} stopped "
+                 f"because all {max_intervals} {unit} were in use: raise max_intervals, which sets the memory)")
         warnings.warn(
-            f"jaxig: adaptive IG did not reach rtol={float(rtol):g}, atol={float(atol):g} within "
-            f"max_evals={max_evals} for {bad.size} of {problem.batch} example(s) (first: "
-            f"{bad[:8].tolist()}); their attributions may be inaccurate. Raise max_evals, loosen rtol, or "
-            "for a piecewise-linear f use exact_integrated_gradients; info.error estimates the error",
+            f"jaxig: adaptive IG did not reach rtol={float(rtol):g}, atol={float(atol):g} {cause} "
+            f"for {bad.size} of {problem.batch} example(s) (first: {bad[:8].tolist()}); their attributions "
+            "may be inaccurate. Raise max_evals, loosen rtol, or for a piecewise-linear f use "
+            "exact_integrated_gradients; info.error estimates the error",
             RuntimeWarning, stacklevel=2)
     return (attributions, info) if return_info else attributions
+
+
+def _first_slots(mode: Any) -> tuple[int, str]:
+    """Returns how many intervals (``Kronrod``) or points (``Piecewise``) the first pass holds, and which."""
+    if isinstance(mode, Piecewise):
+        return mode.n_init + 1, "points"
+    return (1 if mode.nested and mode.n_init == 1 else mode.n_init), "intervals"
+
 
 
 def _check_tolerance(name: str, value: Any) -> None:
@@ -307,16 +342,60 @@ def _unflat(flat, x, all_k: bool):
     return jax.tree.unflatten(treedef, out)
 
 
+# target="all" integrates each output on its own, as many at once as fit in this many bytes of
+# interval buffers (a speed setting only: an output's result does not depend on its group)
+_GROUP_BYTES = 2**26
+
+
 @functools.partial(jax.jit, static_argnums=0)
-def _piecewise(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
-    model, spec, index, x = problem.model, static.target, problem.index, problem.x
+def _integrate(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
+    """Returns ``(attributions, info, full)``; ``full`` (B,): stopped because every slot was in use."""
     baseline = problem.full_baseline()
+    x = problem.x
+    batch = problem.batch
+    run = _piecewise if isinstance(static.mode, Piecewise) else _kronrod
+    if static.target.kind != "all":
+        est, err, n_evals, n_intervals, converged, full = run(static, problem, rows, baseline, rtol, atol)
+        attributions, error = _unflat(est, x, False), _unflat(err, x, False)
+    else:
+        # Each output on its own (its own intervals and tolerance): the buffers hold one output's
+        # gradients, not K of them; groups of outputs run side by side (vmap) to share the loop.
+        n_out = n_outputs(problem.out_struct)
+        one = TargetSpec("index")
+        static_one = dataclasses.replace(static, target=one)
+
+        def output(k):
+            p = problem.replace(index=jnp.full((batch,), k, jnp.int32), target=one)
+            return run(static_one, p, rows, baseline, rtol, atol)
+
+        n_feat = sum(int(np.prod(v.shape[1:])) for v in jax.tree.leaves(x))
+        slots = min(static.max_intervals, static.max_evals)
+        lane = (2 * slots + 16) * batch * n_feat * jnp.dtype(problem.dtype).itemsize
+        n_groups = -(-n_out // max(1, min(n_out, _GROUP_BYTES // lane)))
+        size = -(-n_out // n_groups)
+        ks = jnp.minimum(jnp.arange(n_groups * size), n_out - 1).reshape(n_groups, size)
+        outs = jax.lax.map(jax.vmap(output), ks)
+        est, err, n_evals, n_intervals, converged, full = (v.reshape((-1,) + v.shape[2:])[:n_out] for v in outs)
+
+        def layout(v):  # (K, B, 1, F) -> pytree like x with a leading K axis
+            return _unflat(jnp.moveaxis(v[:, :, 0], 0, 1), x, True)
+
+        attributions, error = layout(est), layout(err)
+        # n_evals: single-output gradient evaluations, summed over the outputs
+        n_evals, n_intervals = n_evals.sum(0), n_intervals.max(0)
+        converged, full = converged.all(0), full.any(0)
+    info = Info(n_evals=n_evals, error=error, n_intervals=n_intervals, converged=converged)
+    return attributions, _with_delta(problem, baseline, attributions, info), full
+
+
+def _piecewise(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, atol):
+    """Returns ``(est, err (B, K, F), n_evals, n_intervals, converged, full)`` of the kink-aware mode."""
+    model, spec, index, x = problem.model, static.target, problem.index, problem.x
     leaves = jax.tree.leaves(x)
     batch = leaves[0].shape[0]
     dtype = jnp.result_type(*leaves)
     direction = jax.tree.map(jnp.subtract, x, baseline)
     d_flat = _flatten(direction, batch)
-    all_k = spec.kind == "all"
 
     find_piece = _piece_finder(rows, spec, baseline, direction) if static.mode.pieces else None
 
@@ -325,17 +404,18 @@ def _piecewise(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
         left, right = find_piece(alpha, lo, hi) if find_piece else (alpha, alpha)
         return phi, grads * d_flat[:, None], left, right
 
-    res = integrate_piecewise(evaluate, batch, dtype, static.max_evals, static.mode.n_init, rtol, atol)
-    info = Info(n_evals=res.n_evals, error=_unflat(res.err, x, all_k), n_intervals=res.n_evals - 1,
-                converged=res.converged)
-    attributions = _unflat(res.est, x, all_k)
-    return attributions, _with_delta(problem, baseline, attributions, info)
+    res = integrate_piecewise(evaluate, batch, dtype, static.max_evals, static.mode.n_init, rtol, atol,
+                              capacity=static.max_intervals)
+    return res.est, res.err, res.n_evals, res.n_evals - 1, res.converged, res.full
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
+def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, atol):
+    """Returns ``(est, err (B, K, F), n_evals, n_intervals, converged, full)`` of the Gauss–Kronrod mode.
+
+    Per example, at most ``max_intervals`` intervals are held (each with its per-feature integral
+    and error); an example that needs more stops unconverged (``full``).
+    """
     model, spec, index, x = problem.model, static.target, problem.index, problem.x
-    baseline = problem.full_baseline()
     mode = static.mode
     leaves = jax.tree.leaves(x)
     batch = leaves[0].shape[0]
@@ -387,7 +467,7 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
         est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals,
                                                 lambda e, r: meets(e, r) & ~kinked0)
         split_cost = NESTED_SIZES[-1] + 2 * n_nodes
-        if static.max_evals >= split_cost:
+        if static.max_evals >= split_cost and static.max_intervals >= 2:
             # Not met after P15: discard it and bisect [0, 1] with the Kronrod pair (QAG after QNG).
             zero = jnp.zeros((2, batch) + est1.shape[1:], dtype)
             halves = jax.lax.cond(jnp.any(~done),
@@ -414,54 +494,47 @@ def _adaptive(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
         est0, err0, at_0 = jax.vmap(rule)(lo0, hi0)  # (n_init, B, F)
         count = jnp.full((batch,), mode.n_init, jnp.int32)
         base = n_nodes * count
-    pad = ((0, n_bisect), (0, 0))
+    # one slot per interval the budget allows, at most max_intervals: memory does not grow with max_evals
+    n_slots = min(lo0.shape[0] + n_bisect, static.max_intervals)
+    pad = ((0, n_slots - lo0.shape[0]), (0, 0))
     lo = jnp.pad(lo0, pad)
     hi = jnp.pad(hi0, pad)
     est = jnp.pad(est0, pad + ((0, 0),))
     err = jnp.pad(err0, pad + ((0, 0),))
     at = jnp.pad(at_0, pad)
+    priority = jnp.max(err * d_abs[None], 2)  # (slots, B): the interval's largest error
     examples = jnp.arange(batch)
 
     def converged(state):
-        _, _, est, err, _, _, _ = state
-        return meets(est.sum(0), err.sum(0))
+        return meets(state["est"].sum(0), state["err"].sum(0))
 
     def active(state):
-        return ~converged(state) & (state[5] < n_bisect)
-
-    def cond(state):
-        return jnp.any(active(state))
+        return ~converged(state) & (state["step"] < n_bisect) & (state["count"] < n_slots)
 
     def body(state):
-        lo, hi, est, err, count, step, at = state
+        s = dict(state)
         live = active(state)
-        worst = jnp.argmax(jnp.max(err * d_abs[None], 2), 0)  # (B,)
-        a, b = lo[worst, examples], hi[worst, examples]
-        mid = at[worst, examples]  # the middle, or the kink nearest it
+        worst = jnp.argmax(s["priority"], 0)  # (B,)
+        a, b = s["lo"][worst, examples], s["hi"][worst, examples]
+        mid = s["at"][worst, examples]  # the middle, or the kink nearest it
         est_l, err_l, at_l = rule(a, mid)
         est_r, err_r, at_r = rule(mid, b)
-        slot = count
+        slot = jnp.minimum(s["count"], n_slots - 1)  # (a finished example writes nothing)
+        parts = dict(lo=(a, mid), hi=(mid, b), est=(est_l, est_r), err=(err_l, err_r), at=(at_l, at_r),
+                     priority=(jnp.max(err_l * d_abs, 1), jnp.max(err_r * d_abs, 1)))
+        for name, (left, right) in parts.items():
+            s[name] = masked_set(masked_set(s[name], worst, left, examples, live), slot, right, examples, live)
+        s["count"], s["step"] = s["count"] + live, s["step"] + live
+        return s
 
-        def put(buf, left, right):
-            new = buf.at[worst, examples].set(left).at[slot, examples].set(right)
-            keep = live.reshape((1, batch) + (1,) * (buf.ndim - 2))
-            return jnp.where(keep, new, buf)
-
-        lo, hi = put(lo, a, mid), put(hi, mid, b)
-        est, err, at = put(est, est_l, est_r), put(err, err_l, err_r), put(at, at_l, at_r)
-        return lo, hi, est, err, count + live, step + live, at
-
-    steps0 = jnp.zeros((batch,), jnp.int32)
-    state = jax.lax.while_loop(cond, body, (lo, hi, est, err, count, steps0, at))
-    _, _, est, err, count, steps, _ = state
-
-    def unflat(flat):  # (B, K * F) -> pytree like x
-        return _unflat(flat.reshape(batch, n_out, -1), x, all_k)
-
-    attr = unflat(d_flat * est.sum(0))
-    info = Info(n_evals=base + 2 * n_nodes * steps, error=unflat(d_abs * err.sum(0)),
-                n_intervals=count, converged=converged(state))
-    return attr, _with_delta(problem, baseline, attr, info)
+    state = dict(lo=lo, hi=hi, est=est, err=err, at=at, priority=priority, count=count,
+                 step=jnp.zeros((batch,), jnp.int32))
+    state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
+    done = converged(state)
+    full = ~done & (state["step"] < n_bisect) & (state["count"] >= n_slots)
+    shape = (batch, n_out, -1)
+    return ((d_flat * state["est"].sum(0)).reshape(shape), (d_abs * state["err"].sum(0)).reshape(shape),
+            base + 2 * n_nodes * state["step"], state["count"], done, full)
 
 
 def _nested_start(flat_grads, batch, dtype, max_evals, meets):
