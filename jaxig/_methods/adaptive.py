@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from .. import _validate
 from .._gradients import value_and_gradient
@@ -349,7 +350,42 @@ _GROUP_BYTES = 2**26
 
 @functools.partial(jax.jit, static_argnums=0)
 def _integrate(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
-    """Returns ``(attributions, info, full)``; ``full`` (B,): stopped because every slot was in use."""
+    """Returns ``(attributions, info, full)``; ``full`` (B,): stopped because every slot was in use.
+
+    On a mesh whose axes are ``Explicit`` (the default of ``jax.make_mesh``) every array's type
+    carries its sharding, and the loop's per-example bookkeeping (scatters into buffers built from
+    constants, vmaps over examples) would have to name it at each step. The loop runs instead with
+    those axes ``Auto`` (``jax.sharding.auto_axes``): XLA keeps the batch split over the devices as
+    it does on an ``Auto`` mesh, and the results come back split over the batch axis like ``x``.
+    """
+    mesh, batch_axis = _explicit_batch_axis(problem.x)
+    if mesh is None:
+        return _integrate_here(static, problem, rows, rtol, atol)
+
+    def split(lead):  # the batch axis after ``lead`` leading axes (K for target="all")
+        return NamedSharding(mesh, PartitionSpec(*([None] * lead), batch_axis))
+
+    lead = 1 if static.target.kind == "all" else 0
+    attr = jax.tree.map(lambda _: split(lead), problem.x)
+    info = Info(delta=split(lead), n_evals=split(0), error=attr, converged=split(0), n_intervals=split(0))
+    body = functools.partial(_integrate_here, static)
+    return jax.sharding.auto_axes(body, out_sharding=(attr, info, split(0)))(problem, rows, rtol, atol)
+
+
+def _explicit_batch_axis(x) -> tuple[Any, Any]:
+    """Returns ``(mesh, axis)``: the mesh of x's type and the mesh axis its batch dimension is split
+    over, when that mesh has ``Explicit`` axes; ``(None, None)`` otherwise."""
+    for leaf in jax.tree.leaves(x):
+        sharding = getattr(jax.typeof(leaf), "sharding", None)
+        mesh = getattr(sharding, "mesh", None)
+        if mesh is None or mesh.empty or AxisType.Explicit not in mesh.axis_types:
+            continue
+        spec = sharding.spec
+        return mesh, (spec[0] if len(spec) else None)
+    return None, None
+
+
+def _integrate_here(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     baseline = problem.full_baseline()
     x = problem.x
     batch = problem.batch
