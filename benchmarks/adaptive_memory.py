@@ -52,11 +52,12 @@ def _worker(spec: dict) -> dict:
 
     shape = (batch, spec["size"], spec["size"]) if spec["kind"] == "evals" else (batch, n_in)
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-    kw = dict(max_evals=spec["max_evals"], rtol=1e-3, warn=False, return_info=True)
+    kw: dict = dict(max_evals=spec["max_evals"], rtol=1e-3, warn=False, return_info=True)
     if spec["kind"] == "all":
         kw["target"] = "all"
     run = jax.jit(lambda z: jaxig.adaptive_integrated_gradients(f, z, **kw))
     mem = run.lower(x).compile().memory_analysis()
+    assert mem is not None, "this backend reports no memory analysis"
     out = dict(spec, temp=mem.temp_size_in_bytes, argument=mem.argument_size_in_bytes,
                output=mem.output_size_in_bytes)
     total = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
@@ -73,7 +74,7 @@ def _spawn(spec: dict) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
                           text=True, env=env)
     if proc.returncode != 0:
-        return dict(spec, error=proc.stderr.strip().splitlines()[-1][:200])
+        return dict(spec, error=(proc.stderr or "").strip().splitlines()[-1][:200])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -82,7 +83,7 @@ def _mib(v):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Peak memory of adaptive IG against max_evals and K.")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--before", help="root of an old jaxig checkout to compare against")
     parser.add_argument("--run", action="store_true", help="also run each program and report peak RSS")

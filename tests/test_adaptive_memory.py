@@ -19,7 +19,9 @@ def _net(act, n_out=1, n_in=6, seed=0):
 
 def _temp_bytes(f, x, **kw):
     run = jax.jit(lambda z: jaxig.adaptive_integrated_gradients(f, z, warn=False, **kw))
-    return run.lower(x).compile().memory_analysis().temp_size_in_bytes
+    mem = run.lower(x).compile().memory_analysis()
+    assert mem is not None
+    return mem.temp_size_in_bytes
 
 
 @pytest.mark.parametrize("method", [jaxig.Kronrod(), jaxig.Piecewise()])
