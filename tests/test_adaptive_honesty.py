@@ -1,8 +1,14 @@
 """Adaptive IG is honest: converged=True means the true error is within rtol, and info.error bounds it.
 
 References: exact IG for ReLU nets (float64); for a ReLU net with a sigmoid head, Gauss-Legendre
-(24 nodes) on each exact linear piece of the ReLU part, walked with ``linear_piece`` in float64.
-Slack: the true error may exceed ``rtol * max|attr|`` by at most 1.5x (estimates, not proofs).
+(24 nodes) on each linear piece of the ReLU part (the pieces from exact IG's breakpoints), float64.
+The true error of a converged example must be at most ``rtol * max|attr|`` (no slack), and at most
+its largest ``info.error``.
+
+Measured over 60 random nets per kind (30 seeds, widths 16 and 32, 6 examples each; rtol 1e-2,
+1e-3, 1e-4): before the hidden-width terms, a ReLU+sigmoid head converged wrongly in 17 of 360
+examples at 1e-4 (worst 26x rtol) and Kronrod on ReLU in 30 of 360 (69x); now none, with the
+estimate above the true error everywhere, for 1-9% more evaluations (Kronrod), 0-11% (Piecewise).
 """
 
 import jax
@@ -13,9 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxig
-from jaxig._jaxpr.pwl import linear_piece
-
-SLACK = 1.5
 
 
 def _net(seed, sizes, sigmoid):
@@ -37,66 +40,65 @@ def _net(seed, sizes, sigmoid):
 
 
 def _piecewise_reference(inner, f, x, n_gauss=24):
-    closed = jax.make_jaxpr(inner)(x[:1])
+    """Gauss-Legendre on every linear piece of ``inner`` along each example's path (float64)."""
+    _, info = jaxig.exact_integrated_gradients(inner, x, return_info=True)
     t, w = np.polynomial.legendre.leggauss(n_gauss)
     t, w = (t + 1) / 2, w / 2
     grad = jax.vmap(lambda a, d: jax.grad(lambda z: f(z[None])[0])(a * d) * d, (0, None))
     out = []
-    for d in x:
-        edges, a = [0.0], 0.0
-        while a < 1.0:
-            r = float(linear_piece(closed, jnp.zeros_like(d), d, jnp.asarray(min(a + 1e-12, 1.0)), 0.0, 1.0)[1])
-            a = max(r, a + 1e-10)
-            edges.append(min(a, 1.0))
-        e = np.array(edges)
-        al = (e[:-1, None] + t[None] * np.diff(e)[:, None]).ravel()
-        ww = (w[None] * np.diff(e)[:, None]).ravel()
-        out.append(ww @ np.asarray(grad(jnp.asarray(al), d)))
+    for d, edges in zip(x, info.breakpoints):
+        e = np.asarray(edges)
+        alphas = (e[:-1, None] + t[None] * np.diff(e)[:, None]).ravel()
+        weights = (w[None] * np.diff(e)[:, None]).ravel()
+        out.append(weights @ np.asarray(grad(jnp.asarray(alphas), d)))
     return np.stack(out)
 
 
-def _check(attr, info, ref, rtol, estimate_bounds=True):
+def _check(attr, info, ref, rtol):
     attr, ref, err = np.asarray(attr), np.asarray(ref), np.asarray(info.error)
     conv = np.asarray(info.converged)
     true = np.abs(attr - ref).max(-1)
-    assert np.all(true[conv] <= SLACK * rtol * np.abs(ref).max(-1)[conv])
-    if estimate_bounds:
-        # per example: the largest estimate bounds the largest true error (per feature it need not:
-        # measured, a gap's one-kink model misplaces error between features)
-        assert np.all(true[conv] <= err.max(-1)[conv] + 1e-12 * np.abs(ref).max())
+    assert np.all(true[conv] <= rtol * np.abs(ref).max(-1)[conv])
+    # per example: the largest estimate bounds the largest true error (per feature it need not:
+    # measured, a gap's one-kink model misplaces error between features)
+    assert np.all(true[conv] <= err.max(-1)[conv] + 1e-12 * np.abs(ref).max())
+
+
+def _run(kind, seed, width, rtol):
+    with jax.enable_x64(True):
+        sigmoid = kind == "sigmoid"
+        inner, f, x = _net(seed, [5, width, 1] if sigmoid else [5, width, 8, 1], sigmoid)
+        ref = _piecewise_reference(inner, f, x) if sigmoid else jaxig.exact_integrated_gradients(f, x)
+        method = jaxig.Kronrod() if kind == "relu_kronrod" else jaxig.Auto()
+        attr, info = jaxig.adaptive_integrated_gradients(f, x, rtol=rtol, method=method, return_info=True,
+                                                         warn=False)
+    _check(attr, info, ref, rtol)
+    return info
 
 
 @settings(max_examples=4, deadline=None)
-@given(seed=st.integers(0, 2**16), width=st.sampled_from([16, 32]), rtol=st.sampled_from([1e-2, 1e-3]))
+@given(seed=st.integers(0, 2**16), width=st.sampled_from([16, 32]), rtol=st.sampled_from([1e-2, 1e-3, 1e-4]))
 def test_relu_converged_means_within_rtol(seed, width, rtol):
-    with jax.enable_x64(True):
-        _, f, x = _net(seed, [5, width, 8, 1], sigmoid=False)
-        exact = jaxig.exact_integrated_gradients(f, x)
-        attr, info = jaxig.adaptive_integrated_gradients(f, x, rtol=rtol, return_info=True, warn=False)
-        _check(attr, info, exact, rtol)
-
-
-def _sigmoid_head_run(seed, rtol):
-    with jax.enable_x64(True):
-        inner, f, x = _net(seed, [5, 16, 1], sigmoid=True)
-        ref = _piecewise_reference(inner, f, x)
-        attr, info = jaxig.adaptive_integrated_gradients(f, x, rtol=rtol, return_info=True, warn=False)
-    return attr, info, ref
+    _run("relu", seed, width, rtol)
 
 
 @settings(max_examples=3, deadline=None)
-@given(seed=st.integers(0, 2**16), rtol=st.sampled_from([1e-2, 1e-3]))
-def test_relu_sigmoid_head_converged_means_within_rtol(seed, rtol):
-    attr, info, ref = _sigmoid_head_run(seed, rtol)
-    _check(attr, info, ref, rtol, estimate_bounds=False)
+@given(seed=st.integers(0, 2**16), width=st.sampled_from([16, 32]), rtol=st.sampled_from([1e-2, 1e-3, 1e-4]))
+def test_relu_sigmoid_head_converged_means_within_rtol(seed, width, rtol):
+    _run("sigmoid", seed, width, rtol)
 
 
-@pytest.mark.xfail(strict=True, reason="known (issue 14 stays open): with a smooth head after ReLU kinks the "
-                   "estimate can fall below the true error while the result is still within rtol: "
-                   "1.96e-5 true against 2.4e-6 estimated on this seed")
-def test_relu_sigmoid_head_estimate_bounds_the_error():
-    attr, info, ref = _sigmoid_head_run(1, 1e-2)
-    _check(attr, info, ref, 1e-2, estimate_bounds=True)
+# Nets the old estimates got wrong (true error / rtol, true error / estimate, before):
+@pytest.mark.parametrize("kind, seed, width, rtol", [
+    ("sigmoid", 1, 16, 1e-2),  # estimate 8x below the true error (the xfail of issue 14)
+    ("sigmoid", 23, 16, 1e-4),  # 26x rtol: a piece the Kronrod nodes never saw between close kinks
+    ("sigmoid", 10, 32, 1e-4),  # 1.2x rtol: a kink switching on a unit the nearby nodes never see
+    ("relu", 25, 32, 1e-3),  # estimate 2.4x below: an open gap holding two kinks
+    ("relu_kronrod", 0, 16, 1e-4),  # Kronrod forced on a ReLU net: 3x rtol and more
+])
+def test_nets_the_old_estimates_got_wrong(kind, seed, width, rtol):
+    info = _run(kind, seed, width, rtol)
+    assert bool(np.asarray(info.converged).all())
 
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
