@@ -31,6 +31,7 @@ or a new Equinox module all change the snapshot and so retrace.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
 import weakref
@@ -125,8 +126,15 @@ def lift(f: Callable[..., Any], x: Any, args: tuple = ()) -> Model:
 def _trace(f: Callable[..., Any], structs: Any) -> tuple[Program, tuple]:
     # A fresh wrapper each time: jax.make_jaxpr caches traces on the function's identity, and a
     # cached trace of f would carry the arrays f read the first time.
+    # Plain shapes are traced outside any mesh context (jax.set_mesh): such a trace carries no mesh
+    # and binds to sharded or unsharded values alike, so one cached trace serves both; traced under
+    # an Explicit mesh it would carry that mesh's types and fail to compile outside it. Shapes with a
+    # type (inside shard_map) are traced where they live.
+    plain = all(getattr(s, "sharding", None) is None for s in jax.tree.leaves(structs))
+    context = jax.sharding.use_abstract_mesh(_NO_MESH) if plain else contextlib.nullcontext()
     try:
-        closed, out_shape = jax.make_jaxpr(lambda x_, a_: f(x_, *a_), return_shape=True)(*structs)
+        with context:
+            closed, out_shape = jax.make_jaxpr(lambda x_, a_: f(x_, *a_), return_shape=True)(*structs)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
             jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError) as err:
         raise TypeError(
@@ -182,6 +190,8 @@ def _unroll_short_scans(jaxpr: Any) -> Any:
         eqns.append(new)
     return jaxpr.replace(eqns=eqns) if changed else jaxpr
 
+
+_NO_MESH = jax.sharding.AbstractMesh((), ())
 
 # f -> {input shapes: (snapshot, program, consts, arrays found)}; weak, so a dropped f frees its entry.
 _TRACES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()

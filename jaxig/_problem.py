@@ -136,10 +136,17 @@ def check_independent(model: Model, x: Any) -> None:
 
 @jax.jit
 def _mixing_probe(model: Model, x: Any) -> tuple[jax.Array, jax.Array]:
-    tangent = jax.tree.map(lambda v: jnp.zeros_like(v).at[0].set(1), x)
+    # A product, not a scatter: a scatter into a batch axis sharded on an Explicit mesh has no
+    # unambiguous output sharding; ones_like(v) times a replicated 0/1 column keeps x's.
+    def first_example(v):
+        column = (jnp.arange(v.shape[0]) == 0).astype(v.dtype).reshape((-1,) + (1,) * (v.ndim - 1))
+        return jnp.ones_like(v) * column
+
+    tangent = jax.tree.map(first_example, x)
     _, dout = jax.jvp(model, (x,), (tangent,))
     flat = jnp.abs(jnp.reshape(dout, (dout.shape[0], -1)).astype(jnp.float32))
-    return jnp.max(flat[0]), jnp.max(flat[1:])
+    first = (jnp.arange(flat.shape[0]) == 0).astype(flat.dtype)[:, None]  # masks, not slices (sharding)
+    return jnp.max(flat * first), jnp.max(flat * (1 - first))
 
 
 class RowModel(Module):

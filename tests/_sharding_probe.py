@@ -153,6 +153,16 @@ def extras(report, x_auto, x_explicit) -> None:
 
     record(report, "affine_split/shard_map/plain_structs",
            lambda: jax.shard_map(plain, mesh=AUTO, in_specs=P("batch"), out_specs=P("batch"))(x_auto), f(X))
+    # a model never seen before, first called on an Explicit mesh: the mixing probe runs sharded
+    def fresh(z):
+        return jnp.sin(f(z)) + f(z)
+
+    def on_explicit():
+        with jax.set_mesh(EXPLICIT):
+            return ig(fresh, x_explicit, target=1, n_steps=8)
+
+    explicit_first = on_explicit()  # before any unsharded call could cache the probe
+    record(report, "integrated_gradients/explicit/fresh_f", lambda: explicit_first, ig(fresh, X, target=1, n_steps=8))
     # under the caller's jit, on a sharded batch
     record(report, "integrated_gradients/auto/jit",
            lambda: jax.jit(lambda z: ig(f, z, target=1, n_steps=8))(x_auto), ref)

@@ -84,6 +84,11 @@ def test_the_affine_split_runs_inside_shard_map(report):
     _check(report["affine_split/shard_map/plain_structs"])
 
 
+def test_a_new_model_first_seen_on_an_explicit_mesh(report):
+    """prepare's one-time check that examples don't mix runs on the sharded batch itself."""
+    _check(report["integrated_gradients/explicit/fresh_f"])
+
+
 def test_under_the_callers_jit(report):
     _check(report["integrated_gradients/auto/jit"])
 
