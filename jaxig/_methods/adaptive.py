@@ -264,11 +264,34 @@ def _explained(model: Callable, spec: TargetSpec) -> Callable:
     return lambda z: fn(model(z))
 
 
+# is_piecewise_linear answers from the program's structure and shapes alone: cached on them, since
+# tracing it again costs more per call (14 ms on lstm_ts) than a smooth model's whole first pass saves
+_PWL_CACHE: dict = {}
+
+
+def _struct_key(tree) -> Any:
+    """Returns a hashable key of ``tree``'s structure, its arrays' shapes and dtypes and its other leaves."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(v.shape), str(v.dtype)) if hasattr(v, "shape") else v for v in leaves)
+
+
 def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     """Returns whether the explained output is piecewise linear in x (from the jaxpr, no FLOPs)."""
     row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), x)
     model = rows.with_args(rows.first())
-    return is_piecewise_linear(_explained(model, spec), row)
+    try:
+        key = (model.program, spec, _struct_key(row), _struct_key(model.args))
+        hash(key)
+    except TypeError:  # an unhashable plain argument: no caching
+        key = None
+    if key is not None and key in _PWL_CACHE:
+        return _PWL_CACHE[key]
+    answer = is_piecewise_linear(_explained(model, spec), row)
+    if key is not None:
+        if len(_PWL_CACHE) >= 256:
+            _PWL_CACHE.clear()
+        _PWL_CACHE[key] = answer
+    return answer
 
 
 def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction, smooth: bool = False):
@@ -513,93 +536,99 @@ def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, 
     def meets(est, err, hid):  # (B, F) and (B,) totals -> (B,) tolerance met
         return jnp.max(d_abs * err, 1) + hid <= atol + rtol * jnp.max(jnp.abs(d_flat * est), 1)
 
-    if mode.nested and mode.n_init == 1:
-        zeros, ones = jnp.zeros(batch, dtype), jnp.ones(batch, dtype)
-        kinked0, at0, _ = cut(zeros, ones)
-        # the nested rules never see a kink's jump: with one on the path, go straight to bisection
-        est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals,
-                                                lambda e, r: meets(e, r, 0.0) & ~kinked0)
-        split_cost = NESTED_SIZES[-1] + 2 * n_nodes
-        if static.max_evals >= split_cost and static.max_intervals >= 2:
-            # Not met after P15: discard it and bisect [0, 1] with the Kronrod pair (QAG after QNG).
-            zero = jnp.zeros((2, batch) + est1.shape[1:], dtype)
-            halves = jax.lax.cond(jnp.any(~done),
-                                  lambda: jax.vmap(rule)(jnp.stack([zeros, at0]), jnp.stack([at0, ones])),
-                                  lambda: (zero, zero) + (jnp.zeros((2, batch), dtype),) * 3)
-            keep = done[None, :, None]
-            est0 = jnp.where(keep, jnp.stack([est1, jnp.zeros_like(est1)]), halves[0])
-            err0 = jnp.where(keep, jnp.stack([err1, jnp.zeros_like(err1)]), halves[1])
-            at_0 = jnp.where(done, 0.5, halves[2])
-            unk0 = jnp.where(done, 0.0, halves[3])
-            scale0 = halves[4].max(0)
-            lo0 = jnp.where(done, 0.0, jnp.stack([zeros, at0]))
-            hi0 = jnp.where(done, jnp.stack([ones, zeros]), jnp.stack([at0, ones]))
-            count = jnp.where(done, 1, 2).astype(jnp.int32)
-            base = jnp.where(done, spent, split_cost)
-            n_bisect = (static.max_evals - split_cost) // (2 * n_nodes)
-        else:
-            est0, err0, count, base, n_bisect = est1[None], err1[None], jnp.ones((batch,), jnp.int32), spent, 0
-            lo0, hi0 = jnp.zeros((1, batch), dtype), jnp.ones((1, batch), dtype)
-            at_0 = jnp.full((1, batch), 0.5, dtype)
-            # a kink the nested rules never saw: nothing is known of its pieces' gradients
-            unk0 = jnp.where(kinked0, 1.0, 0.0).astype(dtype)[None]
-            scale0 = jnp.where(kinked0, jnp.inf, 0.0).astype(dtype)
-    else:
+    def refine(lo0, hi0, est0, err0, at_0, unk0, scale0, count, base, n_bisect):
+        """Bisects the worst interval of every unconverged example until the tolerance or a limit."""
+        # one slot per interval the budget allows, at most max_intervals: memory does not grow with max_evals
+        n_slots = min(lo0.shape[0] + n_bisect, static.max_intervals)
+        pad = ((0, n_slots - lo0.shape[0]), (0, 0))
+        lo = jnp.pad(lo0, pad)
+        hi = jnp.pad(hi0, pad)
+        est = jnp.pad(est0, pad + ((0, 0),))
+        err = jnp.pad(err0, pad + ((0, 0),))
+        at = jnp.pad(at_0, pad)
+        unknown = jnp.pad(unk0, pad)
+        priority = jnp.max(err * d_abs[None], 2)  # (slots, B): the interval's largest error (without hidden)
+        examples = jnp.arange(batch)
+
+        def converged(state):
+            return meets(state["est"].sum(0), state["err"].sum(0), hidden(state["unknown"].sum(0), state["scale"]))
+
+        def active(state):
+            return ~converged(state) & (state["step"] < n_bisect) & (state["count"] < n_slots)
+
+        def body(state):
+            s = dict(state)
+            live = active(state)
+            worst = jnp.argmax(jnp.maximum(s["priority"], hidden(s["unknown"], s["scale"])), 0)  # (B,)
+            a, b = s["lo"][worst, examples], s["hi"][worst, examples]
+            mid = s["at"][worst, examples]  # the middle, or the kink nearest it
+            est_l, err_l, at_l, unk_l, scale_l = rule(a, mid)
+            est_r, err_r, at_r, unk_r, scale_r = rule(mid, b)
+            slot = jnp.minimum(s["count"], n_slots - 1)  # (a finished example writes nothing)
+            parts = dict(lo=(a, mid), hi=(mid, b), est=(est_l, est_r), err=(err_l, err_r), at=(at_l, at_r),
+                         unknown=(unk_l, unk_r), priority=(jnp.max(err_l * d_abs, 1), jnp.max(err_r * d_abs, 1)))
+            for name, (left, right) in parts.items():
+                s[name] = masked_set(masked_set(s[name], worst, left, examples, live), slot, right, examples, live)
+            s["count"], s["step"] = s["count"] + live, s["step"] + live
+            s["scale"] = jnp.where(live, jnp.maximum(s["scale"], jnp.maximum(scale_l, scale_r)), s["scale"])
+            return s
+
+        state = dict(lo=lo, hi=hi, est=est, err=err, at=at, unknown=unknown, priority=priority, count=count,
+                     step=jnp.zeros((batch,), jnp.int32), scale=scale0)
+        state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
+        done = converged(state)
+        full = ~done & (state["step"] < n_bisect) & (state["count"] >= n_slots)
+        # hidden pieces: every feature (0 * inf for an example with no kinked interval left is 0)
+        hid = jnp.where(state["unknown"].sum(0) > 0, hidden(state["unknown"].sum(0), state["scale"]), 0.0)
+        error = d_abs * state["err"].sum(0) + hid[:, None]
+        return ((d_flat * state["est"].sum(0)).reshape(shape), error.reshape(shape),
+                base + 2 * n_nodes * state["step"], state["count"], done, full)
+
+    shape = (batch, n_out, -1)
+    if not (mode.nested and mode.n_init == 1):
         n_bisect = (static.max_evals - mode.n_init * n_nodes) // (2 * n_nodes)
         edges = jnp.linspace(0.0, 1.0, mode.n_init + 1, dtype=dtype)
         lo0 = jnp.broadcast_to(edges[:-1, None], (mode.n_init, batch))
         hi0 = jnp.broadcast_to(edges[1:, None], (mode.n_init, batch))
         est0, err0, at_0, unk0, scale0 = jax.vmap(rule)(lo0, hi0)  # (n_init, B, F)
-        scale0 = scale0.max(0)
         count = jnp.full((batch,), mode.n_init, jnp.int32)
-        base = n_nodes * count
-    # one slot per interval the budget allows, at most max_intervals: memory does not grow with max_evals
-    n_slots = min(lo0.shape[0] + n_bisect, static.max_intervals)
-    pad = ((0, n_slots - lo0.shape[0]), (0, 0))
-    lo = jnp.pad(lo0, pad)
-    hi = jnp.pad(hi0, pad)
-    est = jnp.pad(est0, pad + ((0, 0),))
-    err = jnp.pad(err0, pad + ((0, 0),))
-    at = jnp.pad(at_0, pad)
-    unknown = jnp.pad(unk0, pad)
-    priority = jnp.max(err * d_abs[None], 2)  # (slots, B): the interval's largest error (without hidden)
-    examples = jnp.arange(batch)
+        return refine(lo0, hi0, est0, err0, at_0, unk0, scale0.max(0), count, n_nodes * count, n_bisect)
 
-    def converged(state):
-        return meets(state["est"].sum(0), state["err"].sum(0), hidden(state["unknown"].sum(0), state["scale"]))
+    zeros, ones = jnp.zeros(batch, dtype), jnp.ones(batch, dtype)
+    kinked0, at0, _ = cut(zeros, ones)
+    # the nested rules never see a kink's jump: with one on the path, go straight to bisection
+    est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals,
+                                            lambda e, r: meets(e, r, 0.0) & ~kinked0)
+    split_cost = NESTED_SIZES[-1] + 2 * n_nodes
+    if static.max_evals >= split_cost and static.max_intervals >= 2:
+        def bisect():  # not met after P15: discard it and bisect [0, 1] with the Kronrod pair (QAG after QNG)
+            halves = jax.vmap(rule)(jnp.stack([zeros, at0]), jnp.stack([at0, ones]))
+            keep = done[None, :, None]
+            est0 = jnp.where(keep, jnp.stack([est1, jnp.zeros_like(est1)]), halves[0])
+            err0 = jnp.where(keep, jnp.stack([err1, jnp.zeros_like(err1)]), halves[1])
+            at_0 = jnp.where(done, 0.5, halves[2])
+            unk0 = jnp.where(done, 0.0, halves[3])
+            lo0 = jnp.where(done, 0.0, jnp.stack([zeros, at0]))
+            hi0 = jnp.where(done, jnp.stack([ones, zeros]), jnp.stack([at0, ones]))
+            count = jnp.where(done, 1, 2).astype(jnp.int32)
+            base = jnp.where(done, spent, split_cost)
+            n_bisect = (static.max_evals - split_cost) // (2 * n_nodes)
+            return refine(lo0, hi0, est0, err0, at_0, unk0, halves[4].max(0), count, base, n_bisect)
 
-    def active(state):
-        return ~converged(state) & (state["step"] < n_bisect) & (state["count"] < n_slots)
+        def settled():  # every example met the tolerance with a nested rule (no kink on its path)
+            return ((d_flat * est1).reshape(shape), (d_abs * err1).reshape(shape), spent,
+                    jnp.ones((batch,), jnp.int32), done, jnp.zeros((batch,), bool))
 
-    def body(state):
-        s = dict(state)
-        live = active(state)
-        worst = jnp.argmax(jnp.maximum(s["priority"], hidden(s["unknown"], s["scale"])), 0)  # (B,)
-        a, b = s["lo"][worst, examples], s["hi"][worst, examples]
-        mid = s["at"][worst, examples]  # the middle, or the kink nearest it
-        est_l, err_l, at_l, unk_l, scale_l = rule(a, mid)
-        est_r, err_r, at_r, unk_r, scale_r = rule(mid, b)
-        slot = jnp.minimum(s["count"], n_slots - 1)  # (a finished example writes nothing)
-        parts = dict(lo=(a, mid), hi=(mid, b), est=(est_l, est_r), err=(err_l, err_r), at=(at_l, at_r),
-                     unknown=(unk_l, unk_r), priority=(jnp.max(err_l * d_abs, 1), jnp.max(err_r * d_abs, 1)))
-        for name, (left, right) in parts.items():
-            s[name] = masked_set(masked_set(s[name], worst, left, examples, live), slot, right, examples, live)
-        s["count"], s["step"] = s["count"] + live, s["step"] + live
-        s["scale"] = jnp.where(live, jnp.maximum(s["scale"], jnp.maximum(scale_l, scale_r)), s["scale"])
-        return s
-
-    state = dict(lo=lo, hi=hi, est=est, err=err, at=at, unknown=unknown, priority=priority, count=count,
-                 step=jnp.zeros((batch,), jnp.int32), scale=scale0)
-    state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
-    done = converged(state)
-    full = ~done & (state["step"] < n_bisect) & (state["count"] >= n_slots)
-    shape = (batch, n_out, -1)
-    # hidden pieces: every feature (0 * inf for an example with no kinked interval left is 0)
-    hid = jnp.where(state["unknown"].sum(0) > 0, hidden(state["unknown"].sum(0), state["scale"]), 0.0)
-    error = d_abs * state["err"].sum(0) + hid[:, None]
-    return ((d_flat * state["est"].sum(0)).reshape(shape), error.reshape(shape),
-            base + 2 * n_nodes * state["step"], state["count"], done, full)
-
+        # skipping the interval buffers when nothing needs them: their set-up and sums over
+        # max_intervals slots cost 2x the gradients of a smooth model (measured, lstm_ts)
+        return jax.lax.cond(jnp.all(done), settled, bisect)
+    # no budget to bisect: the nested result stands, unconverged where it did not meet the tolerance
+    lo0, hi0 = jnp.zeros((1, batch), dtype), jnp.ones((1, batch), dtype)
+    at_0 = jnp.full((1, batch), 0.5, dtype)
+    # a kink the nested rules never saw: nothing is known of its pieces' gradients
+    unk0 = jnp.where(kinked0, 1.0, 0.0).astype(dtype)[None]
+    scale0 = jnp.where(kinked0, jnp.inf, 0.0).astype(dtype)
+    return refine(lo0, hi0, est1[None], err1[None], at_0, unk0, scale0, jnp.ones((batch,), jnp.int32), spent, 0)
 
 def _nested_start(flat_grads, batch, dtype, max_evals, meets):
     """Returns ``(est, err, evals, met)`` per example from the nested rules G1 < G3 < K7 < P15 on [0, 1].
