@@ -18,6 +18,7 @@ from . import _validate
 from ._baselines import check_baseline, resolve_baseline
 from ._model import Model, lift
 from ._pytree import Module, static_field
+from ._sharding import struct_like
 from ._targets import TargetSpec, resolve_target_for
 
 __all__ = ["Problem", "prepare", "RowModel", "lift_rows"]
@@ -189,7 +190,9 @@ def lift_rows(f: Callable[..., Any], problem: Problem) -> RowModel:
     args = problem.model.args
     leaves, treedef = jax.tree.flatten(args)
     per = tuple(bool(getattr(leaf, "ndim", 0) >= 1 and leaf.shape[0] == batch) for leaf in leaves)
-    row = lambda v: jax.ShapeDtypeStruct((1,) + tuple(v.shape[1:]), v.dtype)  # noqa: E731
+    # one example's shapes; inside shard_map also the manual axes the batch varies over, so that the
+    # trace casts the weights where they meet it (see _sharding.struct_like)
+    row = lambda v: struct_like(v, (1,) + tuple(v.shape[1:]))  # noqa: E731
     row_args = jax.tree.unflatten(treedef, [row(leaf) if p else leaf for leaf, p in zip(leaves, per)])
     model = lift(f, jax.tree.map(row, problem.x), row_args)
     return RowModel(model=model.replace(args=args), args=args, per_example=per)

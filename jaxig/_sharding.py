@@ -18,23 +18,25 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["struct_like", "varying_axes", "vary_like", "batch_sharding", "replicated", "put_global",
            "with_leading_axes", "to_host", "alpha_mesh",
-           "place", "match_varying"]
+           "place", "match_varying", "vary_over"]
 
 
-def struct_like(leaf: Any) -> jax.ShapeDtypeStruct:
+def struct_like(leaf: Any, shape: tuple | None = None) -> jax.ShapeDtypeStruct:
     """Returns the shape and dtype of an array, and inside ``shard_map`` the manual axes it varies over.
 
     A trace at plain shapes would take a per-device value for one that is the same on every device;
     binding that trace's equations to the value later fails ("dot_general requires varying manual
     axes to match"). Traced at the full type, JAX inserts the casts of replicated weights itself.
+    ``shape`` replaces the leaf's shape (one example of a batch: ``(1,) + leaf.shape[1:]``).
     """
+    shape = tuple(leaf.shape) if shape is None else tuple(shape)
     if not isinstance(leaf, Tracer):
-        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+        return jax.ShapeDtypeStruct(shape, leaf.dtype)
     aval = jax.typeof(leaf)
     mat = getattr(aval, "manual_axis_type", None)
     if mat is not None and mat.varying:
-        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=aval.sharding, manual_axis_type=mat)
-    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+        return jax.ShapeDtypeStruct(shape, leaf.dtype, sharding=aval.sharding, manual_axis_type=mat)
+    return jax.ShapeDtypeStruct(shape, leaf.dtype)
 
 
 def varying_axes(tree: Any) -> frozenset:
@@ -71,6 +73,27 @@ def vary_like(value: Any, like: Any) -> Any:
         return jax.sharding.reshard(v, NamedSharding(like_aval.sharding.mesh, want))
 
     return jax.tree.map(cast, value)
+
+
+def vary_over(tree: Any, axes: frozenset) -> Any:
+    """Returns ``tree`` with every array leaf cast to vary over the manual mesh ``axes`` (values unchanged).
+
+    A loop's carry or a ``lax.cond``'s branches must keep one type: inside ``shard_map`` a buffer
+    built from constants (``jnp.zeros``) is the same on every device until the first per-device value
+    is written into it, which changes its type. Cast to the axes every input varies over
+    (:func:`varying_axes` of the inputs), it has its final type from the start. Empty ``axes``
+    (outside ``shard_map``) returns ``tree`` unchanged.
+    """
+    if not axes:
+        return tree
+
+    def cast(v):
+        if not hasattr(v, "dtype"):
+            return v
+        missing = tuple(sorted(axes - varying_axes(v)))
+        return jax.lax.pcast(v, missing, to="varying") if missing else v
+
+    return jax.tree.map(cast, tree)
 
 
 def match_varying(vals: list) -> list:

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._pytree import Module
+from ._sharding import vary_like
 from ._validate import is_concrete
 
 __all__ = ["TargetSpec", "outputs", "weighted", "resolve_target", "select", "cotangents"]
@@ -578,8 +579,9 @@ def cotangents(spec: TargetSpec, out: jax.Array, index: Any) -> jax.Array:
         return jnp.ones_like(out)
     if spec.kind == "callable":
         assert spec.fn is not None
-        _, pullback = jax.vjp(spec.fn, out)
-        return pullback(jnp.ones(out.shape[:1], out.dtype))[0]
+        y, pullback = jax.vjp(spec.fn, out)
+        # inside shard_map the ones must vary like the outputs they are the cotangent of
+        return pullback(vary_like(jnp.ones(out.shape[:1], out.dtype), y))[0]
     if spec.kind == "weighted":
         return index.astype(out.dtype).reshape(out.shape)
     k, batch = n_outputs(out), out.shape[0]

@@ -26,9 +26,6 @@ PLACEMENTS = ("auto", "explicit", "shard_map")
 # instead of 50 (the same arithmetic: the comparisons are at float32 rounding either way)
 FLAGS = ("--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
          "--xla_llvm_disable_expensive_passes=true")
-# Owned elsewhere (branch `adaptive`, which is making it work on Explicit meshes): expected to fail
-# until that lands; xfail(strict=False) turns into a pass then.
-PENDING = {("adaptive_integrated_gradients", "explicit"), ("adaptive_integrated_gradients", "shard_map")}
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +60,6 @@ def test_method_on_a_sharded_batch(report, entry, placement):
         # (On a sharded batch it spreads each round over the batch's devices itself: auto/explicit.)
         assert not case["ok"] and case["error"].startswith("TypeError") and "host loop" in case["error"]
         return
-    if (entry.name, placement) in PENDING and not case["ok"]:
-        pytest.xfail(f"owned by branch `adaptive`: {case['error']}")
     _check(case)
 
 

@@ -20,6 +20,7 @@ from .._info import Info, completeness_gap
 from .._jaxpr.pwl import eval_with_switches, is_piecewise_linear, linear_piece
 from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
+from .._sharding import struct_like, vary_over, varying_axes
 from .._targets import TargetSpec, n_explained, select
 from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
 from .adaptive_piecewise import integrate_piecewise, kink_switches, masked_set, smooth_piece
@@ -35,6 +36,7 @@ class _Static:
     mode: Any  # Kronrod or Piecewise
     max_evals: int
     max_intervals: int
+    per_output: bool = False  # inside the vmap over the outputs of target="all" / jaxig.outputs
 
 
 def adaptive_integrated_gradients(
@@ -122,6 +124,14 @@ def adaptive_integrated_gradients(
     (its own intervals and tolerance), a group of outputs at a time, so the buffers hold one
     output's gradients, not ``K`` of them. The loop is a ``lax.while_loop`` over these buffers, so
     the function runs under ``jax.jit`` and ``jax.vmap``.
+
+    On a batch sharded over devices (``Auto`` or ``Explicit`` mesh) the result is the unsharded
+    one, split like ``x``. Called per device inside ``jax.shard_map`` (``in_specs=P("batch")``),
+    each device integrates its own block: refinement is per example, so an example gets the
+    intervals it gets in the unsharded call, unless the smaller batch's float rounding flips a
+    refinement decision; then per-device blocks choose different intervals, and the results agree
+    with the unsharded call within the tolerance both meet (``atol + rtol * max |attr|`` per
+    example).
 
     Args:
       f: maps a batch to outputs ``(B,)`` or ``(B, K)``; examples must not interact. Any callable
@@ -277,7 +287,7 @@ def _struct_key(tree) -> Any:
 
 def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     """Returns whether the explained output is piecewise linear in x (from the jaxpr, no FLOPs)."""
-    row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), x)
+    row = _row_structs(x)
     model = rows.with_args(rows.first())
     try:
         key = (model.program, spec, _struct_key(row), _struct_key(model.args))
@@ -294,7 +304,13 @@ def _is_piecewise_linear(rows: RowModel, spec: TargetSpec, x) -> bool:
     return answer
 
 
-def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction, smooth: bool = False):
+def _row_structs(x):
+    """Returns one example's shapes of ``x``, typed as :func:`jaxig._problem.lift_rows` traced them
+    (inside ``shard_map``: varying over the batch's manual axes)."""
+    return jax.tree.map(lambda v: struct_like(v, (1,) + v.shape[1:]), x)
+
+
+def _piece_finder(rows: RowModel, spec: TargetSpec, x, baseline, direction, smooth: bool = False):
     """Returns ``find(alpha, lo, hi) -> (left, right)``, alpha's linear piece clipped to [lo, hi], or None.
 
     As in :func:`jaxig.exact_integrated_gradients` (ExactLine): every switch quantity ``z`` of the
@@ -307,7 +323,7 @@ def _piece_finder(rows: RowModel, spec: TargetSpec, baseline, direction, smooth:
     head: every switch precedes the smooth parts), None when it has no switch or one follows a
     smooth part.
     """
-    row = jax.tree.map(lambda v: jax.ShapeDtypeStruct((1,) + v.shape[1:], v.dtype), direction)
+    row = _row_structs(x)
     batch = jax.tree.leaves(direction)[0].shape[0]
     row_args = rows.take(jnp.arange(batch))
 
@@ -431,7 +447,7 @@ def _integrate_here(static: _Static, problem: Problem, rows: RowModel, rtol, ato
         n_out = n_explained(static.target, problem.index, problem.out_struct)
         ids = problem.index if static.target.kind == "outputs" else jnp.arange(n_out, dtype=jnp.int32)
         one = TargetSpec("index")
-        static_one = dataclasses.replace(static, target=one)
+        static_one = dataclasses.replace(static, target=one, per_output=True)
 
         def output(k):  # the k-th explained output: output k for "all", the k-th listed for outputs
             p = problem.replace(index=jnp.full((batch,), ids[k], jnp.int32), target=one)
@@ -466,7 +482,7 @@ def _piecewise(static: _Static, problem: Problem, rows: RowModel, baseline, rtol
     direction = jax.tree.map(jnp.subtract, x, baseline)
     d_flat = _flatten(direction, batch)
 
-    find_piece = _piece_finder(rows, spec, baseline, direction) if static.mode.pieces else None
+    find_piece = _piece_finder(rows, spec, x, baseline, direction) if static.mode.pieces else None
 
     def evaluate(alpha, lo, hi):  # (B,) -> phi (B, K), g (B, K, F) with g = grad F * (x - x'), piece
         phi, grads = _path_gradients(model, spec, index, baseline, direction, alpha, batch, dtype)
@@ -491,6 +507,10 @@ def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, 
     dtype = jnp.result_type(*leaves)
     direction = jax.tree.map(jnp.subtract, x, baseline)
     n_out = n_explained(spec, index, problem.out_struct)
+    # inside shard_map: what every input varies over; loop carries and cond branches built from
+    # constants are cast to it so that their type does not change once per-device values arrive
+    axes = varying_axes((problem, rows, baseline, rtol, atol))
+    eager = static.per_output and bool(axes)
 
     def flat_grads(alpha):  # (B,) alphas, one per example -> (B, K * F) gradients, output-major
         return _path_gradients(model, spec, index, baseline, direction, alpha, batch, dtype)[1].reshape(batch, -1)
@@ -502,7 +522,7 @@ def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, 
     # Kinks (ReLU layers before a smooth head): |K - G| cancels across a jump of g, so an interval
     # holding a kink gets the node range as its error and is split at the kink (found as for
     # exact IG, one forward-mode pass): measured, a ReLU+sigmoid net reported converged with 3x rtol.
-    find_piece = _piece_finder(rows, spec, baseline, direction, smooth=True)
+    find_piece = _piece_finder(rows, spec, x, baseline, direction, smooth=True)
 
     def cut(lo, hi):  # (B,) -> whether [lo, hi] holds a kink, the kink nearest its middle, unknown width
         mid = 0.5 * (lo + hi)
@@ -575,7 +595,7 @@ def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, 
 
         state = dict(lo=lo, hi=hi, est=est, err=err, at=at, unknown=unknown, priority=priority, count=count,
                      step=jnp.zeros((batch,), jnp.int32), scale=scale0)
-        state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
+        state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, vary_over(state, axes))
         done = converged(state)
         full = ~done & (state["step"] < n_bisect) & (state["count"] >= n_slots)
         # hidden pieces: every feature (0 * inf for an example with no kinked interval left is 0)
@@ -597,7 +617,7 @@ def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, 
     zeros, ones = jnp.zeros(batch, dtype), jnp.ones(batch, dtype)
     kinked0, at0, _ = cut(zeros, ones)
     # the nested rules never see a kink's jump: with one on the path, go straight to bisection
-    est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals,
+    est1, err1, spent, done = _nested_start(flat_grads, batch, dtype, static.max_evals, eager,
                                             lambda e, r: meets(e, r, 0.0) & ~kinked0)
     split_cost = NESTED_SIZES[-1] + 2 * n_nodes
     if static.max_evals >= split_cost and static.max_intervals >= 2:
@@ -621,7 +641,7 @@ def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, 
 
         # skipping the interval buffers when nothing needs them: their set-up and sums over
         # max_intervals slots cost 2x the gradients of a smooth model (measured, lstm_ts)
-        return jax.lax.cond(jnp.all(done), settled, bisect)
+        return _cond(jnp.all(done), lambda: vary_over(settled(), axes), lambda: vary_over(bisect(), axes), eager)
     # no budget to bisect: the nested result stands, unconverged where it did not meet the tolerance
     lo0, hi0 = jnp.zeros((1, batch), dtype), jnp.ones((1, batch), dtype)
     at_0 = jnp.full((1, batch), 0.5, dtype)
@@ -630,14 +650,30 @@ def _kronrod(static: _Static, problem: Problem, rows: RowModel, baseline, rtol, 
     scale0 = jnp.where(kinked0, jnp.inf, 0.0).astype(dtype)
     return refine(lo0, hi0, est1[None], err1[None], at_0, unk0, scale0, jnp.ones((batch,), jnp.int32), spent, 0)
 
-def _nested_start(flat_grads, batch, dtype, max_evals, meets):
+def _cond(pred, true_fun: Callable, false_fun: Callable, eager: bool) -> Any:
+    """Returns ``lax.cond(pred, true_fun, false_fun)``, or where ``eager`` both branches and a select.
+
+    Under ``vmap`` over outputs (``target="all"``) ``pred`` differs between outputs, and JAX runs
+    such a cond as both branches and a select anyway, after selecting its operands with the batched
+    predicate. Inside ``shard_map`` that selection makes the model's weights (the same on every device)
+    vary, and the cast to varying that the model's trace applies to them then fails ("pvary is a
+    invariant->variant collective"). ``eager`` computes the same select without the operand
+    selection: the same values and work.
+    """
+    if not eager:
+        return jax.lax.cond(pred, true_fun, false_fun)
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), true_fun(), false_fun())
+
+
+def _nested_start(flat_grads, batch, dtype, max_evals, eager, meets):
     """Returns ``(est, err, evals, met)`` per example from the nested rules G1 < G3 < K7 < P15 on [0, 1].
 
     Rule ``k`` (3, 7 or 15 nodes) is accepted with the estimate ``err = |Q_k - Q_{k-1}|`` per
     feature (the error of the *previous*, lower-degree rule: an overestimate for smooth integrands,
     where each level's error is far below the one before); an example moves to the next level,
     reusing every gradient, only while ``meets`` fails and ``max_evals`` allows. Levels no example
-    needs are skipped (``lax.cond``; both branches run under ``vmap``).
+    needs are skipped (``lax.cond``; both branches run under ``vmap``, and always where ``eager``:
+    see :func:`_cond`).
     """
     nodes, weights = (jnp.asarray(t, dtype) for t in nested_rules())
 
@@ -654,8 +690,7 @@ def _nested_start(flat_grads, batch, dtype, max_evals, meets):
         lo, hi = NESTED_SIZES[k - 1], NESTED_SIZES[k]
         if hi > max_evals:
             break
-        g = jax.lax.cond(jnp.any(~met), lambda g, lo=lo, hi=hi: g.at[lo:hi].set(grads_at(lo, hi)),
-                         lambda g: g, g)
+        g = _cond(jnp.any(~met), lambda g=g, lo=lo, hi=hi: g.at[lo:hi].set(grads_at(lo, hi)), lambda g=g: g, eager)
         new = jnp.tensordot(weights[k], g, axes=(0, 0))
         keep = met[:, None]
         est, err = jnp.where(keep, est, new), jnp.where(keep, err, jnp.abs(new - est))

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from .._jaxpr.pwl import linear_piece
+from .._sharding import match_varying, vary_over, varying_axes
 
 __all__ = ["integrate_piecewise", "kink_switches", "masked_set", "smooth_piece"]
 
@@ -178,11 +179,14 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
     ones = jnp.ones((batch,), dtype)
     at = lambda a, lo, hi: evaluate(a * ones, lo * ones, hi * ones)  # noqa: E731
     first_point = at(grid[0], cell_lo[0], cell_hi[0])
+    # Inside shard_map the gradients vary over the manual axes of the shard; buffers, branches and
+    # loop carries built from constants are cast to vary over them too (one type per carry).
+    axes = varying_axes((first_point, rtol, atol))
     # The first point's piece may be the whole path (f linear along it): the rest is not needed.
     whole = first_point[3] >= 1
     rest_shape = jax.eval_shape(lambda: jax.vmap(at)(grid[1:], cell_lo[1:], cell_hi[1:]))
-    rest = jax.lax.cond(jnp.any(~whole), lambda: jax.vmap(at)(grid[1:], cell_lo[1:], cell_hi[1:]),
-                        lambda: jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype), rest_shape))
+    rest = jax.lax.cond(jnp.any(~whole), lambda: vary_over(jax.vmap(at)(grid[1:], cell_lo[1:], cell_hi[1:]), axes),
+                        lambda: vary_over(jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype), rest_shape), axes))
     phi0, g0, l0, r0 = (jnp.concatenate([u[None], v]) for u, v in zip(first_point, rest))
     # neighbouring grid points may share a piece: let each piece start where the previous ends
     l0 = jnp.maximum(l0, jnp.concatenate([jnp.zeros((1, batch), dtype), r0[:-1]]))
@@ -307,7 +311,7 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
                  split=split, links=links, est=est, err=err, n_open=n_open, count=count, scale=scale, reach=reach,
                  prev=jnp.full_like(est, jnp.inf),  # no refinement yet: the agreement test fails
                  ret_est=ret_est, ret_err=ret_err, ret_unresolved=ret_unresolved)
-    s = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
+    s = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, vary_over(state, axes))
     full = unfinished(s) & (s["count"] < n) & ~jnp.any(s["links"] == 0, 0)
 
     # Re-sum the live gaps and pieces from their end points (the running totals above drift by
@@ -322,7 +326,8 @@ def integrate_piecewise(evaluate: Callable, batch: int, dtype, max_evals: int, n
         return (acc[0] + jnp.where(used, p.est, 0) + jnp.where(has, piece, 0),
                 acc[1] + jnp.where(used, p.err + hid, 0), acc[2] + (used[:, 0, 0] & ~p.resolved))
 
-    est, err, n_unresolved = jax.lax.fori_loop(0, cap, add, (s["ret_est"], s["ret_err"], s["ret_unresolved"]))
+    est, err, n_unresolved = jax.lax.fori_loop(0, cap, add, vary_over(
+        (s["ret_est"], s["ret_err"], s["ret_unresolved"]), axes))
     # Converged: the re-summed estimate meets the tolerance, and either every gap is resolved by this
     # final analysis (the running count n_open can disagree: the chord test's scale grew since a gap
     # was analysed) or the last refinement agreed with the estimate.
@@ -381,6 +386,8 @@ def _eval_kinks(jaxpr, consts, args, arg_kinds, switches):
                     if name in ("while", "scan", "cond", "convert_element_type"):
                         raise
                     kind = _SMOOTH
+            if not list(pwl.jex_core.jaxprs_in_params(eqn.params)):  # inside shard_map: weights meet inputs
+                vals = match_varying(vals)
             outs = eqn.primitive.bind(*vals, **eqn.primitive.get_bind_params(eqn.params))
             outs = list(outs) if eqn.primitive.multiple_results else [outs]
             if kind != pwl._CONST and pwl._AFF in kinds and name in switching:
