@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from jaxig._quadrature.autobatch import auto_alpha_batch_size
+from jaxig._quadrature.autobatch import MIN_CHUNK_ROWS, auto_alpha_batch_size
 
 W = jnp.ones((8, 32), jnp.float32)
 
@@ -15,8 +15,8 @@ def dense_tanh(x):
 
 
 def test_chunk_from_intermediate_bytes():
-    x = jnp.ones((100, 8), jnp.float32)
-    per_alpha = 4 * (100 * 32 + 100 * 32 + 100)
+    x = jnp.ones((200, 8), jnp.float32)  # batch above MIN_CHUNK_ROWS: the budget alone decides
+    per_alpha = 4 * (200 * 32 + 200 * 32 + 200)
     budget = 10 * 2 * per_alpha + 7  # room for exactly 10 alphas
     assert auto_alpha_batch_size(dense_tanh, x, 50, budget_bytes=budget) == 10
     assert auto_alpha_batch_size(dense_tanh, x, 10, budget_bytes=budget) is None  # all fit
@@ -24,7 +24,7 @@ def test_chunk_from_intermediate_bytes():
 
 
 def test_scan_body_counts_once_per_iteration():
-    x = jnp.ones((100, 8), jnp.float32)
+    x = jnp.ones((200, 8), jnp.float32)
 
     def looped(z):
         def step(c, _):
@@ -34,9 +34,17 @@ def test_scan_body_counts_once_per_iteration():
     def once(z):
         return jnp.tanh(z).sum(axis=1)
 
-    budget = 2 * 4 * 100 * 8 * 30  # fits ~30 single tanh passes, not 25 of them plus the rest
+    budget = 2 * 4 * 200 * 8 * 30  # fits ~30 single tanh passes, not 25 of them plus the rest
     assert auto_alpha_batch_size(once, x, 1000, budget_bytes=budget) > 25
     assert auto_alpha_batch_size(looped, x, 1000, budget_bytes=budget) == 1
+
+
+@pytest.mark.parametrize("batch, least", [(64, 2), (16, 8), (100, 2), (128, 1), (1000, 1)])
+def test_small_batches_get_chunks_of_at_least_min_chunk_rows(batch, least):
+    x = jnp.ones((batch, 8), jnp.float32)
+    assert least * batch >= MIN_CHUNK_ROWS > (least - 1) * batch
+    assert auto_alpha_batch_size(dense_tanh, x, 50, budget_bytes=1) == least
+    assert auto_alpha_batch_size(dense_tanh, x, least, budget_bytes=1) is None  # one chunk holds all
 
 
 @pytest.mark.parametrize("n_steps", [2, 50])
