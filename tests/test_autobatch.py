@@ -21,6 +21,8 @@ def test_chunk_from_intermediate_bytes():
     assert auto_alpha_batch_size(dense_tanh, x, 50, budget_bytes=budget) == 10
     assert auto_alpha_batch_size(dense_tanh, x, 10, budget_bytes=budget) is None  # all fit
     assert auto_alpha_batch_size(dense_tanh, x, 50, budget_bytes=1) == 1
+    # room for 14: the 4 chunks that implies are evened out to 13 alphas each (52, not 56, evaluated)
+    assert auto_alpha_batch_size(dense_tanh, x, 50, budget_bytes=14 * 2 * per_alpha + 7) == 13
 
 
 def test_scan_body_counts_once_per_iteration():

@@ -127,7 +127,7 @@ def expected_gradients(
         sample the references yourself and pass them with ``index = arange(B * n).reshape(B, n)``.
       multiply_by_inputs: ``False`` returns the mean gradient without the factor ``x~ - b``.
       sample_batch_size: evaluate at most this many draws at once and accumulate (bounded memory).
-        ``None`` chooses chunks whose intermediates stay near 16 MiB, as ``integrated_gradients``.
+        ``None`` chooses chunks whose intermediates stay near 64 MiB, as ``integrated_gradients``.
       return_info: return ``(attributions, info)``: ``info.delta`` ``(B,)`` (``(K, B)`` for "all") is
         ``sum(attributions) - mean_s (F(x~_s) - F(b_s))``, a Monte Carlo residual with mean zero
         that shrinks like ``n_samples ** -0.5`` (``None`` with ``multiply_by_inputs=False``);
@@ -316,7 +316,7 @@ def expected_integrated_gradients(
       alpha_batch_size: alphas evaluated at once within one reference (see ``integrated_gradients``).
       baseline_batch_size: references evaluated at once (one ``vmap``), accumulated by a ``lax.scan``
         over chunks so memory does not grow with ``R``. ``None`` chooses chunks whose intermediates
-        stay near 16 MiB (all references at once for convolutional models, as IG does for alphas).
+        stay near 64 MiB (all references at once for convolutional models, as IG does for alphas).
       return_info: return ``(attributions, info)``: ``info.delta`` ``(B,)`` (``(K, B)`` for "all") is
         ``sum(attributions) - (F(x) - 1/R sum_r F(b_r))`` (for other paths ``b_r`` is the path's
         start); ``info.n_evals`` is ``n_steps * R``.

@@ -109,7 +109,7 @@ def integrated_hessians(
       inner_n_steps, inner_rule: nodes and rule of the inner integral (over ``b``); default the
         outer ones.
       chunk_size: Hessian columns evaluated at once. ``None`` chooses the largest chunk whose
-        ``chunk_size * inner_n_steps`` passes keep their intermediates near 16 MiB
+        ``chunk_size * inner_n_steps`` passes keep their intermediates near 64 MiB
         (``8`` columns for convolutional models).
       alpha_batch_size: outer nodes evaluated at once (default 1: one at a time); ``None``: all.
       key: a PRNG key for random rules (split between the two integrals); fixed rules ignore it.
@@ -155,7 +155,7 @@ def integrated_hessians(
 
 
 def _auto_chunk(problem: Problem, inner_n_steps: int, n_features: int) -> int:
-    """Columns per chunk: ``chunk * inner_n_steps`` passes within the 16 MiB budget of the autobatcher."""
+    """Columns per chunk: ``chunk * inner_n_steps`` passes within the 64 MiB budget of the autobatcher."""
     per_budget = auto_alpha_batch_size(problem.model, problem.x, 2**62)  # None only for convolutions
     if per_budget is None:
         return min(n_features, _CONV_COLUMNS)

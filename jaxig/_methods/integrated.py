@@ -102,7 +102,7 @@ def integrated_gradients(
         ``multiply_by_inputs=False``).
       alpha_batch_size: evaluate at most this many alphas at once and accumulate, bounding memory
         independently of ``n_steps``; the result equals the unchunked one up to rounding order.
-        ``None`` chooses: chunks whose intermediates stay near 16 MiB (faster on CPU for MLPs and
+        ``None`` chooses: chunks whose intermediates stay near 64 MiB (faster on CPU for MLPs and
         LSTMs), or all alphas in one ``vmap`` for convolutional models (see ``benchmarks/README.md``).
         Pass ``alpha_batch_size=n_steps`` to force one ``vmap`` over all alphas.
       split_affine: move an affine first part of ``f`` out of the alpha loop (see below; straight
