@@ -22,7 +22,7 @@ from jax.core import Tracer
 from .. import _validate as _checks
 from .._info import Info, completeness_gap
 from .._problem import Problem, prepare
-from .._quadrature.autobatch import _walk
+from .._quadrature.autobatch import program_bytes
 from .._targets import n_outputs, select
 
 __all__ = ["feature_ablation", "occlusion"]
@@ -54,7 +54,7 @@ def chunk_size(problem: Problem, n: int, perturbations_per_eval: int | None) -> 
     """
     if perturbations_per_eval is not None:
         return int(max(1, min(perturbations_per_eval, n)))
-    per_pass, _ = _walk(problem.model.program.jaxpr)
+    per_pass, _ = program_bytes(problem.model.program)
     per_pass += sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(problem.x))
     return int(max(1, min(n, CHUNK_BUDGET_BYTES // max(1, per_pass))))
 
@@ -94,7 +94,7 @@ def resolve_feature_mask(feature_mask: Any, x: Any, batch: int) -> tuple[Any, in
             size = int(np.prod(leaf.shape[1:], dtype=np.int64))
             masks.append(np.arange(offset, offset + size, dtype=np.int64).reshape((1,) + tuple(leaf.shape[1:])))
             offset += size
-        return jax.tree.unflatten(x_def, [jnp.asarray(m, jnp.int32) for m in masks]), offset
+        return jax.tree.unflatten(x_def, [m.astype(np.int32) for m in masks]), offset
     pairs = _checks.pair_with_x(feature_mask, x, "feature_mask",
                                 "pass a mask with the same keys/containers as x (one int array per leaf)")
     masks = []
@@ -127,7 +127,8 @@ def resolve_feature_mask(feature_mask: Any, x: Any, batch: int) -> tuple[Any, in
             ) from None
         masks.append(m)
     values = np.unique(np.concatenate([m.ravel() for m in masks]))
-    remapped = [jnp.asarray(np.searchsorted(values, m), jnp.int32) for m in masks]
+    # NumPy, not jnp: an eager device conversion per leaf cost 0.2 ms a call (a third of a small MLP's)
+    remapped = [np.searchsorted(values, m).astype(np.int32) for m in masks]
     return jax.tree.unflatten(x_def, remapped), int(values.size)
 
 

@@ -12,6 +12,7 @@ chunks of 14 4.2 ms).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ import jax
 import numpy as np
 from jax.extend import core as jex_core
 
-__all__ = ["auto_alpha_batch_size"]
+__all__ = ["auto_alpha_batch_size", "program_bytes"]
 
 #: Intermediates of one chunk (forward values and their cotangents) are kept below this size.
 CHUNK_BUDGET_BYTES = 64 * 2**20
@@ -44,6 +45,13 @@ def _walk(jaxpr) -> tuple[int, bool]:
             total += repeat * sub_total
             conv |= sub_conv
     return total, conv
+
+
+@functools.lru_cache(maxsize=256)
+def program_bytes(program: Any) -> tuple[int, bool]:
+    """Returns :func:`_walk` of a lifted model's program (a ``jaxig._model.Program``), cached on it:
+    host-side chunk sizing runs on every call, and walking the jaxpr cost 0.2 ms of a 1 ms call."""
+    return _walk(program.jaxpr)
 
 
 def auto_alpha_batch_size(f: Callable, x: Any, n_steps: int, *,
