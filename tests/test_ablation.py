@@ -127,6 +127,61 @@ def test_pytree_input_with_a_group_spanning_two_leaves():
     np.testing.assert_allclose(default["a"][:, 0], X[:, 0] * X[:, 3], rtol=1e-5, atol=1e-6)
 
 
+RNG = np.random.default_rng(3)
+W_IN = jnp.asarray(RNG.standard_normal((12, 16)), jnp.float32)
+W_OUT = jnp.asarray(RNG.standard_normal((16, 3)), jnp.float32)
+X12 = jnp.asarray(RNG.standard_normal((40, 12)), jnp.float32)
+B12 = jnp.asarray(RNG.standard_normal((40, 12)), jnp.float32)
+
+
+def dense_tanh(x):
+    return jnp.tanh(x @ W_IN + 0.1) @ W_OUT
+
+
+@pytest.fixture
+def sparse_calls(monkeypatch):
+    """Counts the calls of the sparse path (a dense first layer updated by the ablated columns)."""
+    from jaxig._methods import ablation
+
+    calls, real = [], ablation.sparse_ablated_outputs
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablation, "sparse_ablated_outputs", spy)
+    return calls
+
+
+@pytest.mark.parametrize("mask, baseline, target", [
+    (None, None, 1),
+    (np.arange(12) // 3, B12, 2),  # groups of 3, per-example baseline
+    (np.array([5, 5, 1, 1, 9, 9, 9, 0, 0, 2, 2, 2]), 0.5, "all"),
+])
+def test_a_dense_first_layer_is_updated_by_the_ablated_columns_only(sparse_calls, mask, baseline, target):
+    out = jaxig.feature_ablation(dense_tanh, X12, baseline, target=target, feature_mask=mask)
+    assert len(sparse_calls) == 1  # the sparse path ran...
+    b = 0.0 if baseline is None else baseline
+    m = np.arange(12) if mask is None else mask
+    for k in range(3) if target == "all" else [target]:  # ...and agrees with the definition
+        ref = brute_ablation(lambda z, k=k: dense_tanh(z)[:, k], X12, b, m)
+        np.testing.assert_allclose(out[k] if target == "all" else out, ref, rtol=2e-5, atol=2e-5)
+
+
+def test_the_sparse_path_takes_a_dict_input_and_steps_aside_where_it_does_not_pay(sparse_calls):
+    out = jaxig.feature_ablation(lambda d: dense_tanh(d["a"]), {"a": X12}, target=0)
+    assert len(sparse_calls) == 1
+    np.testing.assert_allclose(out["a"], brute_ablation(lambda z: dense_tanh(z)[:, 0], X12, 0.0, np.arange(12)),
+                               rtol=2e-5, atol=2e-5)
+    per_example = np.tile(np.arange(12) // 2, (40, 1))  # groups that differ by example: dense path
+    halves = np.arange(12) // 6  # groups of half the features: the dense path is as cheap
+    for mask in (per_example, halves):
+        out = jaxig.feature_ablation(dense_tanh, X12, target=0, feature_mask=mask)
+        np.testing.assert_allclose(out, brute_ablation(lambda z: dense_tanh(z)[:, 0], X12, 0.0, mask),
+                                   rtol=2e-5, atol=2e-5)
+    assert len(sparse_calls) == 1
+
+
 def test_jit_vmap_and_grad_wrt_parameters():
     expected = jaxig.feature_ablation(grouped, X, BASE, feature_mask=MASK)
     jitted = jax.jit(lambda x: jaxig.feature_ablation(grouped, x, BASE, feature_mask=MASK))(X)

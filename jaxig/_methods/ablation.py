@@ -18,12 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
+from jax.extend import core as jex_core
+from jax.sharding import AxisType
 
 from .. import _validate as _checks
 from .._info import Info, completeness_gap
-from .._problem import Problem, prepare
+from .._problem import Problem, lift_rows, prepare
 from .._quadrature.autobatch import program_bytes
+from .._sharding import varying_axes
 from .._targets import n_outputs, select
+from .integrated import _affine_split
 
 __all__ = ["feature_ablation", "occlusion"]
 
@@ -178,6 +182,107 @@ class _AblationStatic:
     n_groups: int
     chunk: int
     with_delta: bool
+    sparse: bool = False  # group indices given: try the affine first layer on the sparse change
+
+
+#: The sparse path holds an ``(F, hidden)`` table of the first layer's columns: at most this many features.
+_SPARSE_MAX_FEATURES = 4096
+
+
+def _on_explicit_mesh(x: Any) -> bool:
+    """Returns whether a leaf of ``x`` has a type sharded over a mesh with ``Explicit`` axes."""
+    for leaf in jax.tree.leaves(x):
+        mesh = getattr(getattr(jax.typeof(leaf), "sharding", None), "mesh", None)
+        if mesh is not None and not mesh.empty and AxisType.Explicit in mesh.axis_types:
+            return True
+    return False
+
+
+def group_indices(masks: Any, n_groups: int, batch: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Returns ``(idx, valid)``, each ``(G, m)``: the flat per-example feature indices of every group
+    (padded to the largest group, ``m``), or None where the sparse path does not pay or apply.
+
+    It applies to one input array with one mask for all examples; it pays when every group holds at
+    most a quarter of the ``F`` features and building the table (``F`` rows through the affine
+    part) costs less than the ``G * B`` rows the dense path sends through it.
+    """
+    leaves = jax.tree.leaves(masks)
+    if len(leaves) != 1 or leaves[0].shape[0] != 1 or isinstance(leaves[0], Tracer):
+        return None
+    flat = np.asarray(leaves[0]).reshape(-1)
+    n_feat = flat.size
+    counts = np.bincount(flat, minlength=n_groups)
+    m = int(counts.max())
+    if n_feat > _SPARSE_MAX_FEATURES or 4 * m > n_feat or n_feat >= n_groups * batch:
+        return None
+    order = np.argsort(flat, kind="stable")
+    ids = flat[order]
+    pos = np.arange(n_feat) - np.concatenate([[0], np.cumsum(counts)[:-1]])[ids]
+    idx = np.zeros((n_groups, m), np.int32)
+    valid = np.zeros((n_groups, m), bool)
+    idx[ids, pos] = order
+    valid[ids, pos] = True
+    return idx, valid
+
+
+def _matmul_macs(jaxpr: Any) -> int:
+    """Returns the multiply-adds of a jaxpr's dot_general and convolution equations (nested included)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        out = int(np.prod(eqn.outvars[0].aval.shape, dtype=np.int64)) if eqn.outvars else 0
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            total += out * int(np.prod([eqn.invars[0].aval.shape[i] for i in contract], dtype=np.int64))
+        elif eqn.primitive.name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            total += out * int(np.prod(rhs, dtype=np.int64)) // rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+        repeat = int(eqn.params.get("length", 1)) if eqn.primitive.name == "scan" else 1
+        for sub in jex_core.jaxprs_in_params(eqn.params):
+            total += repeat * _matmul_macs(sub)
+    return total
+
+
+def sparse_ablated_outputs(problem: Problem, rows: Any, baseline: Any, idx: jax.Array, valid: jax.Array,
+                           chunk: int) -> jax.Array | None:
+    """Returns the explained outputs with each group set to the baseline, as :func:`perturbed_outputs`,
+    when one example's ``f = g o A`` with ``A`` affine: ``A(x with group p ablated) = A(x) + sum_{i in p}
+    (x'_i - x_i) L e_i``; None when ``f`` has no affine first part worth splitting off.
+
+    ``L e_i`` (the linear part of ``A`` on the unit example ``e_i``) is tabulated once; each ablated
+    copy then costs ``m`` table rows per example instead of a pass of ``A`` over all ``F`` features.
+    ``A`` and ``g`` are read from the one-example program (``rows``) and mapped over the examples, so
+    the batch axis of every value at the cut is known.
+    """
+    x = problem.x
+    (leaf,), tree = jax.tree.flatten(x)  # one array (possibly inside a container)
+    batch = leaf.shape[0]
+    n_feat = int(np.prod(leaf.shape[1:], dtype=np.int64))
+    one_row = jax.tree.map(lambda v: v[:1], x)
+    split = _affine_split(rows.model, one_row)
+    if split is None:
+        return None
+    affine, rest = split
+    # worth it only where the affine part is most of the model's work (a dense first layer on many
+    # features); measured on the benchmark's LSTM, whose input projection is a tenth, 10% slower
+    if 2 * _matmul_macs(jax.make_jaxpr(affine)(one_row).jaxpr) < _matmul_macs(rows.model.program.jaxpr):
+        return None
+    with_row_axis = lambda z: jax.tree.map(lambda v: v[None], z)  # noqa: E731
+    hidden_x = jax.vmap(lambda z: affine(with_row_axis(z)))(x)  # each (B,) + the cut's one-row shape
+    units = jnp.eye(n_feat, dtype=leaf.dtype).reshape((n_feat, 1) + leaf.shape[1:])
+    table = jax.vmap(lambda u: jax.jvp(affine, (one_row,), (jax.tree.unflatten(tree, [u]),))[1])(units)
+    change = (jax.tree.leaves(baseline)[0] - leaf).reshape(batch, n_feat)
+
+    def one(p):
+        w = jnp.where(valid[p], change[:, idx[p]], 0.0)  # (B, m)
+        hidden = tuple(h + jnp.tensordot(w, t[idx[p]], axes=(1, 0)).astype(h.dtype)
+                       for h, t in zip(hidden_x, table))
+        out = jax.vmap(rest)(hidden)  # (B, 1) + f's per-example output shape
+        return select(problem.target, out.reshape((batch,) + out.shape[2:]), problem.index)
+
+    ps = jnp.arange(idx.shape[0], dtype=jnp.int32)
+    if chunk >= idx.shape[0]:
+        return jax.vmap(one)(ps)
+    return jax.lax.map(one, ps, batch_size=chunk)
 
 
 def feature_ablation(
@@ -238,27 +343,47 @@ def feature_ablation(
     Compiled with ``jax.jit`` once per (model structure, shapes, ``G``, chunk size); new weights, inputs,
     baselines or mask values with the same number of groups compile nothing. Works under the caller's
     ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (with respect to ``f``'s parameters).
+
+    Where ``f`` starts with an affine part that does most of its multiply-adds (a dense first layer on
+    many features), one array input, one mask for all examples and small groups, each ablated copy
+    updates that part's output by the ablated features' columns instead of recomputing it: the same
+    values up to rounding (measured 2e-7), 2.3x faster on a 96-64-32-1 MLP with one group per feature.
     """
     del key
     check_perturbations_per_eval(perturbations_per_eval)
     problem = prepare(f, x, baseline, target=target, args=args)
     masks, n_groups = resolve_feature_mask(feature_mask, problem.x, problem.batch)
     check_index(problem)
-    static = _AblationStatic(n_groups, chunk_size(problem, n_groups, perturbations_per_eval), bool(return_info))
-    attributions, delta = _ablation_jit(static, problem, masks)
+    # not per device inside shard_map, nor on an Explicit mesh (the table's rows are not the batch's)
+    plain = (not varying_axes(problem.x) and not _on_explicit_mesh(problem.x)
+             and not jax.tree.leaves(problem.model.args))
+    groups = group_indices(masks, n_groups, problem.batch) if plain else None
+    if groups is not None:
+        groups = (lift_rows(f, problem),) + groups
+    static = _AblationStatic(n_groups, chunk_size(problem, n_groups, perturbations_per_eval), bool(return_info),
+                             groups is not None)
+    attributions, delta = _ablation_jit(static, problem, masks, groups)
     if return_info:
         return attributions, Info(delta=delta, n_evals=n_groups + 2)
     return attributions
 
 
-def _ablation_impl(static: _AblationStatic, problem: Problem, masks: Any):
+def _ablation_impl(static: _AblationStatic, problem: Problem, masks: Any, groups: Any):
     x, baseline = problem.x, problem.full_baseline()
     f_x = select(problem.target, problem.model(x), problem.index)
 
     def ablated(g):
         return jax.tree.map(lambda xi, bi, mi: jnp.where(mi == g, bi, xi), x, baseline, masks)
 
-    dropped = f_x[None] - perturbed_outputs(problem, ablated, static.n_groups, static.chunk)
+    # an affine first part (a dense layer): ablating a few features changes its output by a few of
+    # its columns, so it need not run again on every ablated copy
+    outputs = None
+    if static.sparse:
+        rows, idx, valid = groups
+        outputs = sparse_ablated_outputs(problem, rows, baseline, idx, valid, static.chunk)
+    if outputs is None:
+        outputs = perturbed_outputs(problem, ablated, static.n_groups, static.chunk)
+    dropped = f_x[None] - outputs
     attributions = spread(dropped, masks, x, problem.all_k)
     delta = delta_of(problem, attributions, f_x) if static.with_delta else None
     return attributions, delta
