@@ -16,8 +16,8 @@ import numpy as np
 from jax.core import Tracer
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["struct_like", "varying_axes", "vary_like", "batch_sharding", "replicated", "put_global",
-           "with_leading_axes", "to_host", "alpha_mesh",
+__all__ = ["struct_like", "explicit_batch_axis", "varying_axes", "vary_like", "batch_sharding", "replicated",
+           "put_global", "with_leading_axes", "to_host", "alpha_mesh",
            "place", "match_varying", "vary_over"]
 
 
@@ -112,6 +112,19 @@ def match_varying(vals: list) -> list:
     if not axes:
         return vals
     return [vary_like(v, arrays) if hasattr(v, "dtype") else v for v in vals]
+
+
+def explicit_batch_axis(x: Any) -> tuple[Any, Any]:
+    """Returns ``(mesh, axis)``: the mesh of x's type and the mesh axis its batch dimension is split
+    over, when that mesh has ``Explicit`` axes; ``(None, None)`` otherwise."""
+    for leaf in jax.tree.leaves(x):
+        sharding = getattr(jax.typeof(leaf), "sharding", None)
+        mesh = getattr(sharding, "mesh", None)
+        if sharding is None or mesh is None or mesh.empty or AxisType.Explicit not in mesh.axis_types:
+            continue
+        spec = sharding.spec
+        return mesh, (spec[0] if len(spec) else None)
+    return None, None
 
 
 def batch_sharding(x: Any) -> NamedSharding | None:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
-from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _validate
 from .._gradients import value_and_gradient
@@ -21,7 +21,7 @@ from .._jaxpr.pwl import eval_with_switches, is_piecewise_linear, linear_piece
 from .._problem import Problem, RowModel, lift_rows, prepare
 from .._quadrature.autobatch import auto_alpha_batch_size
 from .._quadrature.kronrod import NESTED_SIZES, PAIRS, nested_rules
-from .._sharding import struct_like, vary_over, varying_axes
+from .._sharding import explicit_batch_axis, struct_like, vary_over, varying_axes
 from .._targets import TargetSpec, n_explained, select
 from .adaptive_modes import Auto, Kronrod, Piecewise, as_mode
 from .adaptive_piecewise import integrate_piecewise, kink_switches, masked_set, smooth_piece
@@ -407,7 +407,7 @@ def _integrate(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     those axes ``Auto`` (``jax.sharding.auto_axes``): XLA keeps the batch split over the devices as
     it does on an ``Auto`` mesh, and the results come back split over the batch axis like ``x``.
     """
-    mesh, batch_axis = _explicit_batch_axis(problem.x)
+    mesh, batch_axis = explicit_batch_axis(problem.x)
     if mesh is None:
         return _integrate_here(static, problem, rows, rtol, atol)
 
@@ -419,19 +419,6 @@ def _integrate(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
     info = Info(delta=split(lead), n_evals=split(0), error=attr, converged=split(0), n_intervals=split(0))
     body = jax.sharding.auto_axes(lambda args: _integrate_here(static, *args), out_sharding=(attr, info, split(0)))
     return body((problem, rows, rtol, atol))
-
-
-def _explicit_batch_axis(x) -> tuple[Any, Any]:
-    """Returns ``(mesh, axis)``: the mesh of x's type and the mesh axis its batch dimension is split
-    over, when that mesh has ``Explicit`` axes; ``(None, None)`` otherwise."""
-    for leaf in jax.tree.leaves(x):
-        sharding = getattr(jax.typeof(leaf), "sharding", None)
-        mesh = getattr(sharding, "mesh", None)
-        if sharding is None or mesh is None or mesh.empty or AxisType.Explicit not in mesh.axis_types:
-            continue
-        spec = sharding.spec
-        return mesh, (spec[0] if len(spec) else None)
-    return None, None
 
 
 def _integrate_here(static: _Static, problem: Problem, rows: RowModel, rtol, atol):
