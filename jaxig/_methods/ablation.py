@@ -19,13 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 from jax.extend import core as jex_core
-from jax.sharding import AxisType
 
 from .. import _validate as _checks
 from .._info import Info, completeness_gap
 from .._problem import Problem, lift_rows, prepare
 from .._quadrature.autobatch import program_bytes
-from .._sharding import varying_axes
+from .._sharding import explicit_batch_axis, varying_axes
 from .._targets import n_outputs, select
 from .integrated import _affine_split
 
@@ -189,15 +188,6 @@ class _AblationStatic:
 _SPARSE_MAX_FEATURES = 4096
 
 
-def _on_explicit_mesh(x: Any) -> bool:
-    """Returns whether a leaf of ``x`` has a type sharded over a mesh with ``Explicit`` axes."""
-    for leaf in jax.tree.leaves(x):
-        mesh = getattr(getattr(jax.typeof(leaf), "sharding", None), "mesh", None)
-        if mesh is not None and not mesh.empty and AxisType.Explicit in mesh.axis_types:
-            return True
-    return False
-
-
 def group_indices(masks: Any, n_groups: int, batch: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Returns ``(idx, valid)``, each ``(G, m)``: the flat per-example feature indices of every group
     (padded to the largest group, ``m``), or None where the sparse path does not pay or apply.
@@ -355,7 +345,7 @@ def feature_ablation(
     masks, n_groups = resolve_feature_mask(feature_mask, problem.x, problem.batch)
     check_index(problem)
     # not per device inside shard_map, nor on an Explicit mesh (the table's rows are not the batch's)
-    plain = (not varying_axes(problem.x) and not _on_explicit_mesh(problem.x)
+    plain = (not varying_axes(problem.x) and explicit_batch_axis(problem.x)[0] is None
              and not jax.tree.leaves(problem.model.args))
     groups = group_indices(masks, n_groups, problem.batch) if plain else None
     if groups is not None:
