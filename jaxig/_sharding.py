@@ -62,8 +62,7 @@ def vary_like(value: Any, like: Any) -> Any:
     axes = varying_axes(like)
 
     def cast(v):
-        missing = tuple(sorted(axes - varying_axes(v)))
-        v = jax.lax.pcast(v, missing, to="varying") if missing else v
+        v = vary_over(v, axes)
         if like_aval is None or AxisType.Explicit not in like_aval.sharding.mesh.axis_types:
             return v
         spec = tuple(like_aval.sharding.spec)
